@@ -1,0 +1,104 @@
+"""The depth loop: a fold (or scan, when the states are wanted) over stacked `(N, ...)` weights.
+
+On TensorFlow the loop is `tf.scan` / `tf.foldl` rather than `keras.ops.scan`: Keras' TF scan
+builds its while-loop without `maximum_iterations`, so its gradient cannot be compiled by XLA
+("XLA compilation requires a fixed tensor list size"), and XLA is what makes a dense N = 1024
+block train in milliseconds (DESIGN.md section 3).
+
+The gradient of the TF fold is written as the discrete adjoint method (Haber & Ruthotto 2017,
+Sec. 4.4: back-propagation "is nothing but a particular implementation of the adjoint
+method"): the forward pass stores the `N` states, the backward pass runs the steps in reverse
+and takes each step's vector-Jacobian product with a local tape. It is the exact gradient of
+the discrete network, and measured 2x faster than TF's generic while-loop gradient under XLA
+(N = 1024, width 2: 7.2 ms vs 14.3 ms a step on 2 cores), whose per-iteration accumulators
+dominate for tiny steps. Other backends use `ops.scan` and their own autodiff.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+__all__ = ["fold_steps"]
+
+
+def fold_steps(step, state, weights, return_states=False, reverse=False):
+    """Apply `state = step(state, weights_j)` for j = 0..N-1 (N-1..0 if `reverse`).
+
+    `state` is a tuple of tensors and `weights` a dict of `(N, ...)` tensors. Returns the final
+    state, or `(final_state, states)` where `states` stacks the state after each step along a
+    new leading axis (in loop order).
+    """
+    if keras.backend.backend() != "tensorflow":
+        def body(carry, weights_j):
+            new = step(carry, weights_j)
+            return new, (new if return_states else None)
+
+        final, states = ops.scan(body, state, weights, reverse=reverse)
+        return (final, states) if return_states else final
+
+    import tensorflow as tf
+
+    if return_states:
+        states = tf.scan(step, weights, initializer=state, reverse=reverse)
+        final = tf.nest.map_structure(lambda s: s[0] if reverse else s[-1], states)
+        return final, states
+    if reverse:
+        return tf.foldr(step, weights, initializer=state)
+    return _fold_with_adjoint(step, state, weights)
+
+
+def _fold_with_adjoint(step, state, weights):
+    import tensorflow as tf
+
+    flat_state = tf.nest.flatten(state)
+    flat_weights = tf.nest.flatten(weights)
+    num_state = len(flat_state)
+
+    def unpack(flat):
+        return (
+            tf.nest.pack_sequence_as(state, list(flat[:num_state])),
+            tf.nest.pack_sequence_as(weights, list(flat[num_state:])),
+        )
+
+    @tf.custom_gradient
+    def run(*flat):
+        state0, stacked = unpack(flat)
+        states = tf.scan(step, stacked, initializer=state0)
+        flat_states = tf.nest.flatten(states)
+        # The state *entering* step j: Y_0 .. Y_{N-1}.
+        entering = [
+            tf.concat([s0[None], s[:-1]], axis=0) for s0, s in zip(flat[:num_state], flat_states)
+        ]
+        final = [s[-1] for s in flat_states]
+
+        def grad(*upstream):
+            upstream = [
+                tf.zeros_like(f) if g is None else g for g, f in zip(upstream, final)
+            ]
+
+            def backward_step(carry, elems):
+                adjoint_state, _ = carry
+                state_j, weights_j = elems
+                with tf.GradientTape() as tape:
+                    tape.watch(state_j + weights_j)
+                    out = step(*unpack(state_j + weights_j))
+                grads = tape.gradient(
+                    tf.nest.flatten(out), state_j + weights_j, output_gradients=adjoint_state
+                )
+                grads = [
+                    tf.zeros_like(v) if g is None else g
+                    for g, v in zip(grads, state_j + weights_j)
+                ]
+                return grads[:num_state], grads[num_state:]
+
+            init = (upstream, [tf.zeros_like(w[0]) for w in flat[num_state:]])
+            adjoints, weight_grads = tf.scan(
+                backward_step, (entering, list(flat[num_state:])), initializer=init, reverse=True
+            )
+            return [a[0] for a in adjoints] + list(weight_grads)
+
+        return final, grad
+
+    final = run(*(flat_state + flat_weights))
+    return tf.nest.pack_sequence_as(state, list(final))

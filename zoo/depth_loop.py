@@ -51,8 +51,9 @@ def fold_steps(step, state, weights, return_states=False, reverse=False):
 def _fold_with_adjoint(step, state, weights):
     import tensorflow as tf
 
-    flat_state = tf.nest.flatten(state)
-    flat_weights = tf.nest.flatten(weights)
+    # Read variables outside the custom-gradient function, which must see plain tensors.
+    flat_state = [tf.convert_to_tensor(s) for s in tf.nest.flatten(state)]
+    flat_weights = [tf.convert_to_tensor(w) for w in tf.nest.flatten(weights)]
     num_state = len(flat_state)
 
     def unpack(flat):

@@ -1,0 +1,163 @@
+"""The Haber & Ruthotto 2017 blocks: equations, serialisation, and argument checks."""
+
+import numpy as np
+import pytest
+
+from block_harness import run_block_test
+from zoo.blocks import ODEBlock, antisymmetric_block, leapfrog_block, resnet_block, verlet_block
+from zoo.dynamics import HamiltonianTwoStream, SingleLayer
+from zoo.integrators import ForwardEuler
+
+ALL_BLOCKS = {
+    "resnet": resnet_block,
+    "antisymmetric": antisymmetric_block,
+    "leapfrog": leapfrog_block,
+    "verlet": verlet_block,
+}
+
+
+@pytest.mark.parametrize("operator,shape", [("dense", (3,)), ("conv", (6, 6, 2))])
+@pytest.mark.parametrize("name", sorted(ALL_BLOCKS))
+def test_block_contract(name, operator, shape, tmp_path):
+    run_block_test(lambda: ALL_BLOCKS[name](4, 1.0, operator=operator), shape, tmp_path)
+
+
+@pytest.mark.parametrize("factory", [
+    lambda: verlet_block(3, 1.0, momentum_channels=5),
+    lambda: verlet_block(3, 1.0, carry_momentum=True),
+    lambda: verlet_block(3, 1.0, bias="vector"),
+    lambda: leapfrog_block(3, 1.0, start="textbook"),
+])
+def test_block_variants_contract(factory, tmp_path):
+    run_block_test(factory, (4,), tmp_path)
+
+
+def _weights(block, rng, shape):
+    block.build((None, *shape))
+    block.kernel.assign(rng.standard_normal(block.kernel.shape))
+    if block.bias is not None:
+        block.bias.assign(rng.standard_normal(block.bias.shape))
+    return block.kernel.numpy(), (block.bias.numpy() if block.bias is not None else None)
+
+
+def test_hr17_eq2_1_resnet_step_with_scalar_bias(rng):
+    """Y_{j+1} = Y_j + h tanh(Y_j K_j + b_j), b_j one scalar per layer."""
+    block = resnet_block(3, 1.5, dtype="float64")
+    k, b = _weights(block, rng, (4,))
+    assert b.shape == (3,)
+    y = rng.standard_normal((5, 4))
+    expected = y.copy()
+    for j in range(3):
+        expected = expected + 0.5 * np.tanh(expected @ k[j] + b[j])
+    np.testing.assert_allclose(block(y), expected, rtol=1e-13, atol=1e-13)
+
+
+def test_hr17_eq4_12_antisymmetric_step(rng):
+    """Y_{j+1} = Y_j + h tanh(Y_j (K_j - K_j^T - gamma I)/2 + b_j)."""
+    block = antisymmetric_block(2, 1.0, gamma=0.1, dtype="float64")
+    k, b = _weights(block, rng, (3,))
+    y = rng.standard_normal((4, 3))
+    expected = y.copy()
+    for j in range(2):
+        a = 0.5 * (k[j] - k[j].T - 0.1 * np.eye(3))
+        expected = expected + 0.5 * np.tanh(expected @ a + b[j])
+    np.testing.assert_allclose(block(y), expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("start", ["printed", "textbook"])
+def test_hr17_eq4_16_leapfrog_first_step(rng, start):
+    """Printed: Y_1 = 2 Y_0 + h^2 sigma(.) (Y_{-1} = 0); textbook: Y_1 = Y_0 + h^2 sigma(.)."""
+    block = leapfrog_block(3, 1.5, start=start, dtype="float64")
+    c, b = _weights(block, rng, (3,))
+    y0 = rng.standard_normal((4, 3))
+    y_prev = np.zeros_like(y0) if start == "printed" else y0
+    y = y0
+    for j in range(3):
+        # Row form Y -> -(Y C) C^T: the paper's K = -C'C for its column-form C' = C^T.
+        kernel = -c[j] @ c[j].T
+        y, y_prev = 2 * y - y_prev + 0.25 * np.tanh(y @ kernel + b[j]), y
+    np.testing.assert_allclose(block(y0), y, rtol=1e-12, atol=1e-12)
+
+
+def test_hr17_eq4_17_verlet_nonsquare_same_bias_zero_start(rng):
+    """Z_{-1/2} = 0; z -= h tanh(Y K + b); y += h tanh(Z K^T + b) with the same b; K is 2 x 3."""
+    block = verlet_block(4, 2.0, momentum_channels=3, dtype="float64")
+    k, b = _weights(block, rng, (2,))
+    assert k.shape == (4, 2, 3)
+    y = rng.standard_normal((5, 2))
+    z = np.zeros((5, 3))
+    y0 = y.copy()
+    for j in range(4):
+        z = z - 0.5 * np.tanh(y @ k[j] + b[j])
+        y = y + 0.5 * np.tanh(z @ k[j].T + b[j])
+    np.testing.assert_allclose(block(y0), y, rtol=1e-13, atol=1e-13)
+
+
+def test_time_grid_is_h_equals_T_over_N():
+    block = resnet_block(16, 6.0)
+    assert block.h == pytest.approx(0.375)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(depth=0, T=1.0), "depth"),
+    (dict(depth=2.5, T=1.0), "depth"),
+    (dict(depth=4, T=0.0), "T"),
+    (dict(depth=4, T=-1.0), "T"),
+])
+def test_bad_depth_or_time_names_the_argument(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        resnet_block(**kwargs)
+
+
+def test_wrong_rank_names_the_input():
+    with pytest.raises(ValueError, match="inputs"):
+        resnet_block(2, 1.0, operator="conv")(np.zeros((2, 3), "float32"))
+    with pytest.raises(ValueError, match="inputs"):
+        resnet_block(2, 1.0)(np.zeros((2, 4, 4, 3), "float32"))
+
+
+def test_wrong_channel_count_after_build():
+    block = resnet_block(2, 1.0)
+    block(np.zeros((2, 3), "float32"))
+    with pytest.raises(ValueError, match="axis -1"):
+        block(np.zeros((2, 4), "float32"))
+
+
+def test_odd_width_split_raises():
+    with pytest.raises(ValueError, match="even"):
+        verlet_block(2, 1.0, carry_momentum=True)(np.zeros((2, 5), "float32"))
+
+
+def test_incompatible_axes_raise():
+    with pytest.raises(ValueError, match="stream"):
+        ODEBlock(ForwardEuler(), HamiltonianTwoStream(), 2, 1.0)
+    with pytest.raises(ValueError, match="square"):
+        ODEBlock("verlet", HamiltonianTwoStream(parametrization="antisymmetric"), 2, 1.0,
+                 momentum_channels=3)(np.zeros((2, 2), "float32"))
+    with pytest.raises(ValueError, match="bias"):
+        SingleLayer(bias="matrix")
+
+
+def test_depth_loop_gradient_matches_unrolled_autodiff(rng):
+    """The adjoint-method gradient of the depth loop equals plain autodiff of an unrolled loop."""
+    import tensorflow as tf
+
+    block = verlet_block(5, 1.0, momentum_channels=3, dtype="float64")
+    _weights(block, rng, (2,))
+    x = tf.constant(rng.standard_normal((4, 2)))
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        loss = tf.reduce_sum(block(x) ** 3)
+    grads = tape.gradient(loss, [x, block.kernel, block.bias])
+
+    theta = block.effective_weights()
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        theta = block.effective_weights()
+        state = block.initial_state(x)
+        for j in range(5):
+            state = block.integrator.step(block.dynamics, {k: v[j] for k, v in theta.items()}, state, block.h)
+        loss = tf.reduce_sum(state[0] ** 3)
+    expected = tape.gradient(loss, [x, block.kernel, block.bias])
+    for g, e in zip(grads, expected):
+        np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)

@@ -1,0 +1,3 @@
+"""Macro-architectures, one module per paper family; importing this registers them all."""
+
+from zoo.models import haber_ruthotto  # noqa: F401

@@ -232,6 +232,14 @@ def _split(data):
     return (data[0], data[1]) if isinstance(data, tuple) and len(data) == 2 else (data, None)
 
 
+def _is_tf_dataset(data):
+    try:
+        import tensorflow as tf
+    except ImportError:  # pragma: no cover - other backends
+        return False
+    return isinstance(data, tf.data.Dataset)
+
+
 def _accuracy_key(logs, prefix=""):
     for key in (f"{prefix}accuracy", f"{prefix}sparse_categorical_accuracy",
                 f"{prefix}categorical_accuracy", f"{prefix}binary_accuracy"):
@@ -330,6 +338,8 @@ def train_multilevel(
     optimizer = compile_kwargs.pop("optimizer", "adam")
     fit_kwargs = dict(fit_kwargs or {})
     x_train, y_train = _split(train_data)
+    if _is_tf_dataset(x_train):  # fit ignores (and warns about) shuffle for a tf.data.Dataset
+        fit_kwargs.setdefault("shuffle", False)
     x_val, y_val = _split(val_data)
     val_kwargs = {k: v for k, v in fit_kwargs.items() if k == "batch_size"}
 

@@ -13,10 +13,11 @@ has the paper's meaning.
   classifier's `Dense` kernel read as an image and `L` the 5-point Laplacian (Eqs. 5.24-5.25).
 - `WeightDecay`: `alpha/2 ||W||_F^2` (Sec. 5.1; the paper mentions it only to criticise it).
 
-`attach_time_smoothness(model, alpha)` puts `TimeSmoothness` on every `ODEBlock` of a built
-model. It sets the variables' `regularizer` (public in Keras 3, read by `Layer.losses`, hence
-by `fit`/`evaluate`), and, when `ODEBlock` takes `kernel_regularizer`/`bias_regularizer`, also
-those attributes so that `get_config` (save/load, cloning) carries the penalty.
+The Keras-native way to regularise a block is at construction, like `Dense`:
+`ODEBlock(..., kernel_regularizer=TimeSmoothness(alpha, T=T), bias_regularizer=...)` (or the
+same keywords through `zoo.create`). The penalty is then in the layer config, so it survives
+`fit`, save/load and cloning; given with `T` it is valid at any depth. For a model that is
+already built, `attach_time_smoothness(model, alpha)` sets the same thing on every `ODEBlock`.
 """
 
 from __future__ import annotations
@@ -214,33 +215,27 @@ def ode_blocks(model):
     return [layer for layer in layers if isinstance(layer, ODEBlock)]
 
 
-def _supports_config_regularizers(block):
-    return "kernel_regularizer" in block.get_config()
-
-
 def attach_time_smoothness(model, alpha, bias=True):
     """Put `TimeSmoothness(alpha, T=block.T)` on the kernel (and bias) of every `ODEBlock`.
 
-    The penalty then enters `model.losses`, so `fit` and `evaluate` add it to the loss (with or
-    without `jit_compile`). `T` rather than `h` makes it valid at any depth. Mutates `model`
-    in place (blocks must be built) and returns it; calling again replaces the penalty.
-
-    Where it survives:
-    - `fit`/`evaluate`: yes (Keras reads `variable.regularizer` via `Layer.losses`); a model
-      that was already compiled has its traced train/test functions reset.
-    - `training.multilevel.prolongate_model`: yes (it carries variable regularisers over).
-    - save/load and `keras.models.clone_model`: only when `ODEBlock` takes
-      `kernel_regularizer`/`bias_regularizer` (then they are set too and `get_config` stores
-      them; loading needs `training.regularizers` imported for the registered class).
-      Otherwise call `attach_time_smoothness` again after loading.
+    For models already built (e.g. loaded or pretrained); at construction pass
+    `kernel_regularizer`/`bias_regularizer` instead. Sets both the block's
+    `kernel_regularizer`/`bias_regularizer` (so `get_config`, hence save/load and
+    `keras.models.clone_model`, carry it; loading needs `training.regularizers` imported for
+    the registered class) and the variables' `regularizer` (public in Keras 3 and read by
+    `Layer.losses`, hence added to the loss by `fit` and `evaluate`, with or without
+    `jit_compile`). `T` rather than `h` keeps it valid at any depth, e.g. after
+    `training.multilevel.prolongate_model`. A compiled model has its traced train/test
+    functions reset, as `compile` does. Calling again replaces the penalty; `alpha = 0`
+    removes it.
 
     Args:
         model: a built `keras.Model` (or layer) containing `ODEBlock`s.
-        alpha: float >= 0. Weight of Eq. 5.23 (0 removes the penalty).
+        alpha: float >= 0. Weight of Eq. 5.23.
         bias: bool. Also regularise the biases. Defaults to `True` (the paper does both).
 
     Returns:
-        `model`.
+        `model`, modified in place.
     """
     blocks = ode_blocks(model)
     if not blocks:
@@ -250,12 +245,10 @@ def attach_time_smoothness(model, alpha, bias=True):
             raise ValueError(f"Build the model before attaching; block {block.name!r} is not built")
         kernel_reg = TimeSmoothness(alpha, T=block.T) if alpha > 0 else None
         bias_reg = kernel_reg if (bias and block.bias is not None) else None
+        block.kernel_regularizer, block.bias_regularizer = kernel_reg, bias_reg
         block.kernel.regularizer = kernel_reg
         if block.bias is not None:
             block.bias.regularizer = bias_reg
-        if _supports_config_regularizers(block):
-            block.kernel_regularizer = kernel_reg
-            block.bias_regularizer = bias_reg
     if getattr(model, "compiled", False):
         # What `compile` does: the next fit/evaluate retraces with the new losses.
         model.train_function = None

@@ -54,6 +54,8 @@ class ODEBlock(keras.layers.Layer):
         kernel_initializer: initialiser for the stacked raw kernels. Defaults to
             `StepwiseGlorotUniform()`.
         bias_initializer: initialiser for the stacked biases. Defaults to `"zeros"`.
+        kernel_regularizer, bias_regularizer: regularisers of the stacked `(N, ...)` weights,
+            e.g. `training.regularizers.TimeSmoothness` (H&R 2017, Eq. 5.23). Default None.
 
     Input shape: `(batch, n)` for a dense operator, `(batch, H, W, n)` for a convolution.
     Output shape: same as the input.
@@ -69,6 +71,8 @@ class ODEBlock(keras.layers.Layer):
         carry_momentum=False,
         kernel_initializer=None,
         bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -101,6 +105,8 @@ class ODEBlock(keras.layers.Layer):
             kernel_initializer if kernel_initializer is not None else StepwiseGlorotUniform()
         )
         self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
 
     @property
     def h(self):
@@ -142,11 +148,15 @@ class ODEBlock(keras.layers.Layer):
             name="kernel",
             shape=(self.depth, *shapes["kernel"]),
             initializer=self.kernel_initializer,
+            regularizer=self.kernel_regularizer,
         )
         self.bias = None
         if "bias" in shapes:
             self.bias = self.add_weight(
-                name="bias", shape=(self.depth, *shapes["bias"]), initializer=self.bias_initializer
+                name="bias",
+                shape=(self.depth, *shapes["bias"]),
+                initializer=self.bias_initializer,
+                regularizer=self.bias_regularizer,
             )
 
     # === Forward ===
@@ -220,6 +230,8 @@ class ODEBlock(keras.layers.Layer):
                 "carry_momentum": self.carry_momentum,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+                "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+                "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
             }
         )
         return config

@@ -11,7 +11,14 @@ from keras import ops
 from zoo.dynamics import SingleLayer
 from zoo.integrators import ForwardEuler
 
-__all__ = ["lemma1_amplification", "antisymmetry_residual", "state_norms", "full_trajectory"]
+__all__ = [
+    "lemma1_amplification",
+    "antisymmetry_residual",
+    "state_norms",
+    "full_trajectory",
+    "state_gradients",
+    "state_gradient_norms",
+]
 
 
 def full_trajectory(block, inputs):
@@ -83,3 +90,43 @@ def antisymmetry_residual(operator, kernel, gamma=0.0):
     if gamma:
         residual = residual + gamma * operator.identity_kernel(channels, dtype=kernel.dtype)
     return float(np.max(np.abs(ops.convert_to_numpy(residual))))
+
+
+def state_gradients(block, block_inputs, loss_of_output):
+    """`dL/dY_j` for j = 0..N (readout stream), by perturbing every state with a zero probe.
+
+    `loss_of_output` maps the block's output to a scalar loss (e.g. head + cross-entropy).
+    Returns a tuple `(gradients, loss)` with `gradients` of shape `(N + 1, batch, ...)`.
+    Adding a probe `e_j = 0` to the state entering step j and differentiating with respect to
+    it gives exactly the adjoint state of the discrete network (H&R 2017, Sec. 4.4).
+    """
+    import tensorflow as tf
+
+    from zoo.depth_loop import fold_steps
+
+    y0 = tf.convert_to_tensor(block_inputs, dtype=block.compute_dtype)
+    state0 = block.initial_state(y0)
+    probes = tf.zeros((block.depth, *state0[0].shape), dtype=y0.dtype)
+    h = block.h
+
+    def step(carry, elems):
+        theta_j, probe_j = elems
+        carry = (carry[0] + probe_j, *carry[1:])
+        return block.integrator.step(block.dynamics, theta_j, carry, h)
+
+    with tf.GradientTape() as tape:
+        tape.watch(probes)
+        final = fold_steps(step, tuple(state0), (block.effective_weights(), probes))
+        output = block.final_output(final)
+        tape.watch(output)
+        loss = loss_of_output(output)
+    probe_grads, final_grad = tape.gradient(loss, [probes, output])
+    if block.carry_momentum:
+        final_grad = final_grad[..., : state0[0].shape[-1]]
+    return tf.concat([probe_grads, final_grad[None]], axis=0).numpy(), float(loss)
+
+
+def state_gradient_norms(block, block_inputs, loss_of_output):
+    """`||dL/dY_j||` (Frobenius over the batch) for j = 0..N: shape `(N + 1,)`."""
+    grads, _ = state_gradients(block, block_inputs, loss_of_output)
+    return np.sqrt(np.sum(grads.reshape(grads.shape[0], -1) ** 2, axis=1))

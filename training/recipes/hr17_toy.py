@@ -1,0 +1,157 @@
+"""Haber & Ruthotto 2017, Sec. 6.1-6.3: ellipses, swiss roll, peaks with multilevel training.
+
+    python -m training.recipes.hr17_toy --dataset swiss_roll --network verlet [--quick]
+
+Settings from the paper (notes Sec. 3.3-3.5): tanh; T = 20 (ellipses, swiss roll) or 5 (peaks);
+widths 2 / 4 (pad) / 8 (duplicate) / 2 for Verlet; time smoothness alpha 1e-3 / 5e-3 / 5e-6;
+levels N = 4, 8, ..., 1024; best-validation weights per level. The paper trains with block
+coordinate descent (Newton-PCG / Gauss-Newton-PCG); this recipe uses Adam, so numbers differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import zoo
+from training.callbacks import StepGradientNorms, TqdmEpochs
+from training.data.pipeline import make_pipeline
+from training.data.toy2d import load_toy
+from training.multilevel import train_multilevel
+from training.recipes.common import level_callbacks, prepare_out_dir, save_figure, seed_everything, write_json
+from training.regularizers import TimeSmoothness
+
+__all__ = ["TOY_SETTINGS", "run"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ToySetting:
+    T: float
+    alpha: float
+    widths: dict  # network -> (width, lifting)
+
+
+TOY_SETTINGS = {
+    "ellipses": ToySetting(20.0, 1e-3, {"resnet": (2, "pad"), "antisymmetric": (2, "pad"), "verlet": (2, "pad")}),
+    "swiss_roll": ToySetting(20.0, 5e-3, {"resnet": (4, "pad"), "antisymmetric": (4, "pad"), "verlet": (2, "pad")}),
+    "peaks": ToySetting(5.0, 5e-6, {"resnet": (8, "duplicate"), "antisymmetric": (8, "duplicate"), "verlet": (2, "pad")}),
+}
+FULL_LEVELS = (4, 8, 16, 32, 64, 128, 256, 512, 1024)
+
+
+def _targets(y, num_classes):
+    return y.astype("float32")[:, None] if num_classes == 2 else y.astype("int32")
+
+
+def _loss_and_metric(num_classes):
+    if num_classes == 2:
+        return (keras.losses.BinaryCrossentropy(from_logits=True),
+                keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy"))
+    return (keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
+
+
+def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=64, lr=1e-2, seed=0,
+        subsample=None):
+    """Train one network on one toy set over `levels`; write logs, figures, results.json."""
+    seed_everything(seed)
+    setting = TOY_SETTINGS[dataset]
+    data = load_toy(dataset, seed=seed)
+    x_tr, y_tr, x_va, y_va = data.x_train, data.y_train, data.x_val, data.y_val
+    if subsample:
+        x_tr, y_tr, x_va, y_va = x_tr[:subsample], y_tr[:subsample], x_va[:subsample], y_va[:subsample]
+    k = data.num_classes
+    y_tr, y_va = _targets(y_tr, k), _targets(y_va, k)
+    width, lifting = setting.widths[network]
+    out_dir = prepare_out_dir(os.path.join(out_dir, dataset, network))
+    loss, metric = _loss_and_metric(k)
+
+    def build(depth):
+        return zoo.create(
+            f"hr17_{network}", depth=depth, T=setting.T, width=width, num_classes=k, lifting=lifting,
+            kernel_regularizer=TimeSmoothness(setting.alpha, T=setting.T),
+            bias_regularizer=TimeSmoothness(setting.alpha, T=setting.T),
+        )
+
+    train_ds = make_pipeline(x_tr, y_tr, batch_size, training=True, seed=seed)
+    val_ds = make_pipeline(x_va, y_va, 1024, training=False, seed=seed)
+    start = time.perf_counter()
+    model, records = train_multilevel(
+        build, levels, train_ds, val_ds, epochs,
+        compile_kwargs=dict(optimizer=lambda: keras.optimizers.Adam(lr), loss=loss, metrics=[metric]),
+        jit_compile=True,  # dense deep-narrow blocks: XLA (DESIGN.md section 3)
+        callbacks=level_callbacks(out_dir, "training") + [TqdmEpochs(f"{dataset}/{network}")],
+    )
+    elapsed = time.perf_counter() - start
+
+    grads = StepGradientNorms(x_va[:512], y_va[:512], loss)
+    grads.set_model(model)
+    norms = grads.measure()
+    np.save(os.path.join(out_dir, "grad_norms_final.npy"), norms)
+    summary = {
+        "dataset": dataset, "network": network, "T": setting.T, "alpha": setting.alpha, "width": width,
+        "optimizer": f"Adam(lr={lr})", "batch_size": batch_size, "epochs_per_level": epochs, "seed": seed,
+        "n_train": int(len(x_tr)), "n_val": int(len(x_va)), "seconds": elapsed,
+        "levels": [r.as_dict() | {"history": None} for r in records],
+        "grad_ratio_final": float(norms[0] / norms[-1]),
+    }
+    write_json(summary, os.path.join(out_dir, "results.json"))
+    plot_decision(model, data, x_tr, y_tr, os.path.join(out_dir, "decision.png"), f"{dataset}, {network}")
+    return summary
+
+
+def plot_decision(model, data, x, y, path, title):
+    """Figures 4-6: labelled input, propagated features, prediction map with data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    block = model.get_layer("block")
+    labels = y.ravel().astype(int)
+    x0, x1, y0, y1 = data.domain
+    gx, gy = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
+    grid = np.stack([gx.ravel(), gy.ravel()], 1).astype("float32")
+    logits = model.predict(grid, verbose=0, batch_size=4096)
+    pred = (logits[:, 0] > 0).astype(int) if logits.shape[1] == 1 else logits.argmax(1)
+    feats = keras.Model(model.input, block.output).predict(x, verbose=0)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.3))
+    axes[0].scatter(x[:, 0], x[:, 1], c=labels, s=4, cmap="tab10")
+    axes[0].set_title("input")
+    axes[1].scatter(feats[:, 0], feats[:, 1], c=labels, s=4, cmap="tab10")
+    axes[1].set_title(f"propagated features Y_N (first 2 of {feats.shape[1]})")
+    axes[2].contourf(gx, gy, pred.reshape(gx.shape), alpha=0.35, cmap="tab10")
+    axes[2].scatter(x[:, 0], x[:, 1], c=labels, s=3, cmap="tab10")
+    axes[2].set_title("prediction map")
+    fig.suptitle(f"{title}, N = {block.depth}")
+    save_figure(fig, path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=sorted(TOY_SETTINGS), required=True)
+    parser.add_argument("--network", choices=["resnet", "antisymmetric", "verlet"], required=True)
+    parser.add_argument("--out", default="runs/hr17_toy")
+    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--max-depth", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="2 levels, 3 epochs, 256 points")
+    args = parser.parse_args(argv)
+    if args.quick:
+        summary = run(args.dataset, args.network, args.out, levels=(4, 8), epochs=3, subsample=256, seed=args.seed)
+    else:
+        levels = tuple(n for n in FULL_LEVELS if n <= args.max_depth)
+        summary = run(args.dataset, args.network, args.out, levels=levels, epochs=args.epochs, seed=args.seed)
+    for rec in summary["levels"]:
+        print(f"N={rec['depth']:5d}  best val acc {rec['val_accuracy']:.4f}  "
+              f"after prolongation {rec['val_accuracy_after_prolongation']}")
+
+
+if __name__ == "__main__":
+    main()

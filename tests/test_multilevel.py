@@ -169,6 +169,15 @@ def test_prolongate_model_keeps_time_smoothness_penalty(rng):
     assert ode_blocks(prolongate_model(model))[0].kernel.regularizer.h == 0.125
 
 
+def test_prolongate_model_returns_an_uncompiled_model():
+    """Keras' clone_model would recompile from the compile config (and fail on an unregistered
+    loss); the prolongated model is uncompiled and the coarse one keeps its compile state."""
+    model = _dense_model(resnet_block, depth=2)
+    model.compile(optimizer="sgd", loss=lambda y, p: keras.ops.mean(keras.ops.square(y - p)))
+    fine = prolongate_model(model)
+    assert not fine.compiled and model.compiled
+
+
 def test_prolongate_model_rejects_blocks_hidden_in_composite_layers():
     @keras.saving.register_keras_serializable(package="stable_zoo_tests")
     class Wrapper(keras.layers.Layer):

@@ -1,0 +1,68 @@
+"""Reduced versions of the H&R 2017 recipes (each under a minute) and the gradient-norm check."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import zoo
+from training.callbacks import StepGradientNorms
+from training.data.toy2d import load_toy
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("dataset,network", [
+    ("ellipses", "resnet"), ("swiss_roll", "verlet"), ("peaks", "antisymmetric"),
+])
+def test_hr17_toy_recipe_quick(dataset, network, tmp_path):
+    from training.recipes.hr17_toy import main
+
+    main(["--dataset", dataset, "--network", network, "--quick", "--out", str(tmp_path)])
+    out = tmp_path / dataset / network
+    summary = json.loads((out / "results.json").read_text())
+    assert [r["depth"] for r in summary["levels"]] == [4, 8]
+    assert all(0.0 <= r["val_accuracy"] <= 1.0 for r in summary["levels"])
+    assert summary["levels"][1]["val_accuracy_after_prolongation"] is not None
+    assert (out / "decision.png").stat().st_size > 10_000
+    assert (out / "training.csv").read_text().count("\n") == 1 + 2 * 3  # header + 3 epochs x 2 levels
+    assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_hr17_fashion_mnist_recipe_quick(tmp_path):
+    pytest.importorskip("training.data.fashion_mnist")
+    from training.data.fashion_mnist import DEFAULT_DIR
+
+    if not __import__("os").path.isdir(DEFAULT_DIR):
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    from training.recipes.hr17_fashion_mnist import main
+
+    main(["--network", "antisymmetric", "--quick", "--out", str(tmp_path)])
+    summary = json.loads((tmp_path / "antisymmetric" / "results.json").read_text())
+    assert [r["depth"] for r in summary["levels"]] == [2, 4]
+    assert summary["test_accuracy_final"] > 0.3  # far above chance (0.1) after 8 steps
+
+
+def _gradient_ratio(model, x, y):
+    callback = StepGradientNorms(x, y, keras.losses.BinaryCrossentropy(from_logits=True))
+    callback.set_model(model)
+    norms = callback.measure()
+    assert norms.shape == (model.get_layer("block").depth + 1,) and np.all(np.isfinite(norms))
+    return norms[0] / norms[-1]
+
+
+@pytest.mark.parametrize("network,width", [("antisymmetric", 4), ("verlet", 2)])
+def test_hr17_gradients_neither_vanish_nor_explode_at_depth_1024(network, width):
+    """||dL/dY_0|| / ||dL/dY_N|| in [1e-2, 1e2] at N = 1024, T = 20: at init and after training."""
+    keras.utils.set_random_seed(0)
+    data = load_toy("swiss_roll", seed=0)
+    x, y = data.x_train, data.y_train.astype("float32")[:, None]
+    model = zoo.create(f"hr17_{network}", depth=1024, T=20.0, width=width)
+    assert 1e-2 <= _gradient_ratio(model, x[:256], y[:256]) <= 1e2
+    model.compile(keras.optimizers.Adam(1e-2), keras.losses.BinaryCrossentropy(from_logits=True),
+                  jit_compile=True)
+    model.fit(tf.data.Dataset.from_tensor_slices((x, y)).shuffle(600, seed=0).batch(64),
+              epochs=3, verbose=0)
+    assert 1e-2 <= _gradient_ratio(model, x[:256], y[:256]) <= 1e2

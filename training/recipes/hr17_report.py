@@ -1,0 +1,133 @@
+"""Collect the H&R 2017 recipe results into docs/reproduction.md tables and PNGs.
+
+    python -m training.recipes.hr17_report [--runs runs] [--docs docs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import shutil
+
+import numpy as np
+
+from training.recipes.common import save_figure
+
+NETWORKS = ("resnet", "antisymmetric", "verlet")
+PAPER_TOY = {
+    "ellipses": "100% validation at some level, all three networks",
+    "swiss_roll": "ResNet and Verlet 100% at N = 1,024; Verlet already at N = 32",
+    "peaks": "ResNet / antisymmetric ~98.8% (width 8), Verlet 99.1% (width 2) at N = 1,024",
+}
+PAPER_TABLE1 = {  # layers -> network -> (TE %, VE %)
+    4: {"resnet": (0.96, 1.71), "antisymmetric": (1.13, 1.70), "verlet": (1.49, 2.29)},
+    8: {"resnet": (0.80, 1.59), "antisymmetric": (0.92, 1.46), "verlet": (0.82, 1.60)},
+    16: {"resnet": (0.73, 1.53), "antisymmetric": (0.91, 1.38), "verlet": (0.35, 1.58)},
+}
+
+
+def _load(pattern):
+    out = {}
+    for path in sorted(glob.glob(pattern)):
+        with open(path) as f:
+            res = json.load(f)
+        out[(res.get("dataset"), res["network"])] = (res, os.path.dirname(path))
+    return out
+
+
+def toy_section(results, docs):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = ["## 2-D experiments (Sec. 6.1-6.3, Figure 3)", ""]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for ax, dataset in zip(axes, ("ellipses", "swiss_roll", "peaks")):
+        lines += [f"### {dataset}", "", f"Paper: {PAPER_TOY[dataset]}.", "",
+                  "| network | width | " + " | ".join(f"N={n}" for n in (4, 8, 16, 32, 64, 128, 256, 512, 1024))
+                  + " | first N at 100% | ||dL/dY_0||/||dL/dY_N|| | minutes |",
+                  "|---" * 13 + "|"]
+        for net in NETWORKS:
+            if (dataset, net) not in results:
+                lines.append(f"| {net} | not run |" + " |" * 11)
+                continue
+            res, path = results[(dataset, net)]
+            accs = {r["depth"]: r["val_accuracy"] for r in res["levels"]}
+            cells = [f"{100 * accs[n]:.1f}" if n in accs else "-" for n in (4, 8, 16, 32, 64, 128, 256, 512, 1024)]
+            first = next((n for n in sorted(accs) if accs[n] >= 1.0), None)
+            lines.append(f"| {net} | {res['width']} | " + " | ".join(cells)
+                         + f" | {first or '-'} | {res['grad_ratio_final']:.3g} | {res['seconds'] / 60:.1f} |")
+            ax.plot(sorted(accs), [accs[n] for n in sorted(accs)], "-o", label=net)
+            fig_name = f"hr17_{dataset}_{net}_decision.png"
+            shutil.copyfile(os.path.join(path, "decision.png"), os.path.join(docs, "figures", fig_name))
+        ax.set_xscale("log", base=2), ax.set_title(dataset), ax.set_xlabel("layers N")
+        ax.set_ylabel("best validation accuracy"), ax.legend()
+        lines += ["", f"Decision maps: " + ", ".join(
+            f"![{net}](figures/hr17_{dataset}_{net}_decision.png)" for net in NETWORKS if (dataset, net) in results), ""]
+    save_figure(fig, os.path.join(docs, "figures", "hr17_accuracy_per_level.png"))
+    lines += ["![accuracy per level](figures/hr17_accuracy_per_level.png)", ""]
+    return lines
+
+
+def gradient_figure(results, docs, dataset="swiss_roll"):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    found = False
+    for net in NETWORKS:
+        if (dataset, net) in results:
+            norms = np.load(os.path.join(results[(dataset, net)][1], "grad_norms_final.npy"))
+            ax.semilogy(norms, label=net)
+            found = True
+    if found:
+        ax.set_xlabel("step j"), ax.set_ylabel("||dL/dY_j||"), ax.legend()
+        ax.set_title(f"per-step gradient norms after training, {dataset}, N = 1024, T = 20")
+        save_figure(fig, os.path.join(docs, "figures", "hr17_gradient_norms_N1024.png"))
+    return found
+
+
+def fashion_section(results):
+    lines = ["## Fashion-MNIST with the Sec. 6.4 network (Table 1)", "",
+             "Paper (MNIST, Gauss-Newton BCD): training error TE / validation error VE in %. "
+             "Ours (Fashion-MNIST, Adam, short schedule): TE / VE of the best-validation weights, "
+             "and test error of the final level.", "",
+             "| layers | network | paper TE | paper VE | ours TE | ours VE | ours VE right after prolongation |",
+             "|---|---|---|---|---|---|---|"]
+    for net in NETWORKS:
+        if (None, net) not in results and ("fashion_mnist", net) not in results:
+            continue
+        res, _ = results.get(("fashion_mnist", net)) or results[(None, net)]
+        for rec in res["levels"]:
+            te, ve = PAPER_TABLE1[rec["depth"]][net]
+            after = rec["val_accuracy_after_prolongation"]
+            lines.append(f"| {rec['depth']} | {net} | {te:.2f} | {ve:.2f} | {100 * (1 - rec['train_accuracy']):.2f} | "
+                         f"{100 * (1 - rec['val_accuracy']):.2f} | {'-' if after is None else f'{100 * (1 - after):.2f}'} |")
+        lines.append(f"| test | {net} | - | - | - | test error {100 * (1 - res['test_accuracy_final']):.2f} "
+                     f"({res['n_test']:,} images) | {res['seconds'] / 60:.1f} min |")
+    return lines + [""]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", default="runs")
+    parser.add_argument("--docs", default="docs")
+    args = parser.parse_args(argv)
+    os.makedirs(os.path.join(args.docs, "figures"), exist_ok=True)
+    toy = _load(os.path.join(args.runs, "hr17_toy", "*", "*", "results.json"))
+    fm = _load(os.path.join(args.runs, "hr17_fashion_mnist", "*", "results.json"))
+    lines = toy_section(toy, args.docs)
+    if gradient_figure(toy, args.docs):
+        lines += ["![gradient norms](figures/hr17_gradient_norms_N1024.png)", ""]
+    lines += fashion_section(fm)
+    print("\n".join(lines))
+    return lines
+
+
+if __name__ == "__main__":
+    main()

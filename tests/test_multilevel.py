@@ -9,12 +9,17 @@ import tensorflow as tf
 from training.multilevel import LevelRecord, prolongate_model, prolongate_weights, train_multilevel
 from training.regularizers import TimeSmoothness, attach_time_smoothness, ode_blocks
 from zoo.blocks import antisymmetric_block, leapfrog_block, resnet_block, verlet_block
+from zoo.initializers import StepwiseGlorotUniform
+
+
+def _init(seed):
+    return keras.initializers.GlorotUniform(seed=seed)
 
 
 def _dense_model(make, depth, T=1.0, width=3, name="block"):
     inputs = keras.Input((width,), name="features")
     y = make(depth, T, name=name)(inputs)
-    outputs = keras.layers.Dense(2, name="predictions")(y)
+    outputs = keras.layers.Dense(2, kernel_initializer=_init(1), name="predictions")(y)
     return keras.Model(inputs, outputs)
 
 
@@ -99,8 +104,8 @@ def test_hr17_sec5_3_prolongate_model_doubles_depth_at_fixed_T(rng):
 @pytest.mark.parametrize("make", [resnet_block, antisymmetric_block, verlet_block])
 def test_hr17_sec5_3_prolongated_network_computes_nearly_the_same_function(rng, make):
     """With weights smooth in t, outputs right after prolongation differ from the coarse ones by
-    O(h): measured max |f_N - f_2N| ~ 0.10-0.15 at N = 4, T = 1 (logits of size ~2.5), and the
-    difference halves with each further level (first-order steps). Asserted: < 0.1 * |f|_max *
+    O(h): measured max |f_N - f_2N| = 0.053-0.061 at N = 4, T = 1 (logits up to 1.3-2.1), and
+    the difference halves with each further level (first-order steps). Asserted: < 0.1 * |f|_max *
     (h / 0.25), and the next level's difference < 0.65 of this one. (H&R 2017, Sec. 6.4: MNIST
     98.41% right after prolongation vs 98.47% after training.) The head is copied exactly."""
     model = _dense_model(make, depth=4)
@@ -113,8 +118,9 @@ def test_hr17_sec5_3_prolongated_network_computes_nearly_the_same_function(rng, 
     assert d1 < 0.1 * np.abs(outs[0]).max() * (ode_blocks(model)[0].h / 0.25)
     assert d2 < 0.65 * d1
     for m in levels[1:]:
-        for a, b in zip(model.get_layer("predictions").weights, m.get_layer("predictions").weights):
-            np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+        head, fine_head = model.get_layer("predictions"), m.get_layer("predictions")
+        for a, b in zip(head.get_weights(), fine_head.get_weights()):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_printed_leapfrog_start_is_not_depth_consistent(rng):
@@ -129,14 +135,19 @@ def test_printed_leapfrog_start_is_not_depth_consistent(rng):
 
 def test_prolongate_model_with_image_layers_and_nested_head(rng):
     """Rescaling + Conv2D opening, a conv antisymmetric block, and a nested Sequential head
-    (Flatten + Dense): all non-block weights copied, outputs close."""
+    (Flatten + Dense): all non-block weights copied; outputs close (measured max difference
+    0.036 of the logits' max at N = 4 -> 8) and converging at first order (0.5x per level)."""
     head = keras.Sequential(
-        [keras.Input((6, 6, 4)), keras.layers.Flatten(), keras.layers.Dense(3, name="predictions")],
+        [
+            keras.Input((6, 6, 4)),
+            keras.layers.Flatten(),
+            keras.layers.Dense(3, kernel_initializer=_init(2), name="predictions"),
+        ],
         name="head",
     )
     inputs = keras.Input((6, 6, 1), name="image")
     y = keras.layers.Rescaling(1.0 / 255.0)(inputs)
-    y = keras.layers.Conv2D(4, 3, padding="same", name="opening")(y)
+    y = keras.layers.Conv2D(4, 3, padding="same", kernel_initializer=_init(3), name="opening")(y)
     y = antisymmetric_block(4, 1.0, operator="conv", name="unit")(y)
     model = keras.Model(inputs, head(y))
     _smooth_weights(model, rng, scale=1.0 / 6.0)  # ~ 1/sqrt(fan_in) of a 3x3x4 kernel
@@ -145,8 +156,9 @@ def test_prolongate_model_with_image_layers_and_nested_head(rng):
     for a, b in zip(_non_block_weights(model), _non_block_weights(fine)):
         np.testing.assert_array_equal(a, b)
     x = rng.uniform(0, 255, size=(8, 6, 6, 1)).astype("float32")
-    out, out_fine = model.predict(x, verbose=0), fine.predict(x, verbose=0)
-    assert np.abs(out - out_fine).max() < 0.1 * np.abs(out).max()
+    outs = [m.predict(x, verbose=0) for m in (model, fine, prolongate_model(fine))]
+    d1, d2 = np.abs(outs[0] - outs[1]).max(), np.abs(outs[1] - outs[2]).max()
+    assert d1 < 0.1 * np.abs(outs[0]).max() and d2 < 0.65 * d1
 
 
 def test_prolongate_model_keeps_time_smoothness_penalty(rng):
@@ -156,7 +168,8 @@ def test_prolongate_model_keeps_time_smoothness_penalty(rng):
     attach_time_smoothness(model, 0.1)
     fine = prolongate_model(model)
     block = ode_blocks(fine)[0]
-    assert isinstance(block.kernel.regularizer, TimeSmoothness) and block.kernel.regularizer.T == 1.0
+    assert isinstance(block.kernel.regularizer, TimeSmoothness)
+    assert block.kernel.regularizer.T == 1.0
     np.testing.assert_allclose(
         sum(float(v) for v in fine.losses), sum(float(v) for v in model.losses), rtol=1e-5
     )
@@ -211,9 +224,12 @@ def test_hr17_sec5_3_train_multilevel_two_levels_keeps_best_validation_weights(r
 
     def build(depth):
         inputs = keras.Input((2,), name="features")
-        y = keras.layers.Dense(4, name="lift")(inputs)
-        y = resnet_block(depth, 1.0, name="euler")(y)
-        model = keras.Model(inputs, keras.layers.Dense(2, name="predictions")(y))
+        y = keras.layers.Dense(4, kernel_initializer=_init(4), name="lift")(inputs)
+        y = resnet_block(
+            depth, 1.0, kernel_initializer=StepwiseGlorotUniform(seed=5), name="euler"
+        )(y)
+        outputs = keras.layers.Dense(2, kernel_initializer=_init(6), name="predictions")(y)
+        model = keras.Model(inputs, outputs)
         return attach_time_smoothness(model, 1e-3)
 
     model, records = train_multilevel(

@@ -62,7 +62,8 @@ def test_hr17_eq5_23_time_smoothness_matches_hand_formula(rng, shape):
     np.testing.assert_allclose(float(got), expected, rtol=1e-12)
     np.testing.assert_allclose(float(TimeSmoothness(alpha, h=h)(w)), alpha * expected, rtol=1e-12)
     # The T form reads N from the leading axis: h = T / N.
-    np.testing.assert_allclose(float(TimeSmoothness(alpha, T=20.0)(w)), alpha * expected, rtol=1e-12)
+    by_T = float(TimeSmoothness(alpha, T=20.0)(w))
+    np.testing.assert_allclose(by_T, alpha * expected, rtol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -212,7 +213,8 @@ def test_attach_time_smoothness_bias_optional_and_needs_blocks():
     attach_time_smoothness(model, 1e-3, bias=False)
     block = ode_blocks(model)[0]
     assert isinstance(block.kernel.regularizer, TimeSmoothness) and block.bias.regularizer is None
-    assert block.kernel.regularizer.T == block.T and block.kernel_regularizer is block.kernel.regularizer
+    assert block.kernel.regularizer.T == block.T
+    assert block.kernel_regularizer is block.kernel.regularizer
     dense_only = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="no ODEBlock"):
         attach_time_smoothness(dense_only, 1e-3)

@@ -20,7 +20,6 @@ import time
 
 import keras
 import numpy as np
-
 from keras.src.models.functional import Functional  # no public name; clone_model uses it
 
 from training.regularizers import TimeSmoothness, ode_blocks
@@ -361,7 +360,9 @@ def train_multilevel(
             model = build_model(depth)
         else:
             model = prolongate_model(model, factor=depth // levels[level - 1])
-        model.compile(optimizer=_fresh_optimizer(optimizer), jit_compile=jit_compile, **compile_kwargs)
+        model.compile(
+            optimizer=_fresh_optimizer(optimizer), jit_compile=jit_compile, **compile_kwargs
+        )
 
         val_after = None
         if level > 0:

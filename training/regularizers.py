@@ -176,7 +176,11 @@ class LaplacianSmoothness(keras.regularizers.Regularizer):
         return 0.5 * self.alpha * ops.sum(ops.square(self.laplacian(x)))
 
     def get_config(self):
-        return {"alpha": self.alpha, "image_shape": list(self.image_shape), "boundary": self.boundary}
+        return {
+            "alpha": self.alpha,
+            "image_shape": list(self.image_shape),
+            "boundary": self.boundary,
+        }
 
 
 @_register

@@ -96,7 +96,7 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=64,
     np.save(os.path.join(out_dir, "grad_norms_final.npy"), norms)
     summary = {
         "dataset": dataset, "network": network, "T": setting.T, "alpha": setting.alpha, "width": width,
-        "optimizer": f"Adam(lr={lr})", "batch_size": batch_size, "epochs_per_level": epochs, "seed": seed,
+        "optimizer": f"Adam(lr={lr})", "batch_size": batch_size, "epochs_per_level": list(np.atleast_1d(epochs).tolist()), "seed": seed,
         "n_train": int(len(x_tr)), "n_val": int(len(x_va)), "seconds": elapsed,
         "levels": [r.as_dict() | {"history": None} for r in records],
         "grad_ratio_final": float(norms[0] / norms[-1]),
@@ -138,7 +138,8 @@ def main(argv=None):
     parser.add_argument("--dataset", choices=sorted(TOY_SETTINGS), required=True)
     parser.add_argument("--network", choices=["resnet", "antisymmetric", "verlet"], required=True)
     parser.add_argument("--out", default="runs/hr17_toy")
-    parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--epochs", type=int, nargs="+", default=[30],
+                        help="epochs per level: one value for all levels, or one per level")
     parser.add_argument("--max-depth", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 levels, 3 epochs, 256 points")
@@ -147,7 +148,8 @@ def main(argv=None):
         summary = run(args.dataset, args.network, args.out, levels=(4, 8), epochs=3, subsample=256, seed=args.seed)
     else:
         levels = tuple(n for n in FULL_LEVELS if n <= args.max_depth)
-        summary = run(args.dataset, args.network, args.out, levels=levels, epochs=args.epochs, seed=args.seed)
+        epochs = args.epochs * len(levels) if len(args.epochs) == 1 else args.epochs[: len(levels)]
+        summary = run(args.dataset, args.network, args.out, levels=levels, epochs=epochs, seed=args.seed)
     for rec in summary["levels"]:
         print(f"N={rec['depth']:5d}  best val acc {rec['val_accuracy']:.4f}  "
               f"after prolongation {rec['val_accuracy_after_prolongation']}")

@@ -57,15 +57,17 @@ def _loss_and_metric(num_classes):
             keras.metrics.SparseCategoricalAccuracy(name="accuracy"))
 
 
-def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=64, lr=1e-2, seed=0,
+def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=32, lr=1e-2, seed=0,
         subsample=None):
     """Train one network on one toy set over `levels`; write logs, figures, results.json."""
     seed_everything(seed)
     setting = TOY_SETTINGS[dataset]
     data = load_toy(dataset, seed=seed)
     x_tr, y_tr, x_va, y_va = data.x_train, data.y_train, data.x_val, data.y_val
-    if subsample:
-        x_tr, y_tr, x_va, y_va = x_tr[:subsample], y_tr[:subsample], x_va[:subsample], y_va[:subsample]
+    if subsample:  # a seeded random subset: the sets are stored class by class
+        pick = np.random.default_rng(seed)
+        tr, va = pick.permutation(len(x_tr))[:subsample], pick.permutation(len(x_va))[:subsample]
+        x_tr, y_tr, x_va, y_va = x_tr[tr], y_tr[tr], x_va[va], y_va[va]
     k = data.num_classes
     y_tr, y_va = _targets(y_tr, k), _targets(y_va, k)
     width, lifting = setting.widths[network]

@@ -52,7 +52,9 @@ class ODEBlock(keras.layers.Layer):
             a bijection); if False (default, as in the paper) `Z` starts at 0 and only `Y_N`
             is returned.
         kernel_initializer: initialiser for the stacked raw kernels. Defaults to
-            `StepwiseGlorotUniform()`.
+            `StepwiseGlorotUniform(constant_in_time=True)`: one Glorot draw shared by all steps,
+            a time-invariant ODE at initialisation (as the authors' Meganet examples start),
+            so the time-smoothness penalty starts at 0 and prolongation starts exact.
         bias_initializer: initialiser for the stacked biases. Defaults to `"zeros"`.
         kernel_regularizer, bias_regularizer: regularisers of the stacked `(N, ...)` weights,
             e.g. `training.regularizers.TimeSmoothness` (H&R 2017, Eq. 5.23). Default None.
@@ -102,7 +104,9 @@ class ODEBlock(keras.layers.Layer):
         self.momentum_channels = momentum_channels
         self.carry_momentum = bool(carry_momentum)
         self.kernel_initializer = keras.initializers.get(
-            kernel_initializer if kernel_initializer is not None else StepwiseGlorotUniform()
+            kernel_initializer
+            if kernel_initializer is not None
+            else StepwiseGlorotUniform(constant_in_time=True)
         )
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)

@@ -27,11 +27,15 @@ class StepwiseGlorotUniform(keras.initializers.Initializer):
 
     Args:
         scale: float. Multiplies the Glorot limit. Defaults to `1.0`.
+        constant_in_time: bool. Draw one kernel and use it at every step, so the network
+            starts as a time-invariant ODE whose time-smoothness penalty (H&R 2017, Eq. 5.23)
+            is 0; independent draws make that penalty grow like `N^2 / T`. Defaults to `False`.
         seed: int or None. Defaults to `None`.
     """
 
-    def __init__(self, scale=1.0, seed=None):
+    def __init__(self, scale=1.0, constant_in_time=False, seed=None):
         self.scale = float(scale)
+        self.constant_in_time = bool(constant_in_time)
         self.seed = seed
         self._generator = keras.random.SeedGenerator(seed) if seed is not None else None
 
@@ -39,7 +43,10 @@ class StepwiseGlorotUniform(keras.initializers.Initializer):
         fan_in, fan_out = _step_fans(tuple(shape[1:]))
         limit = self.scale * math.sqrt(6.0 / (fan_in + fan_out))
         seed = self._generator if self._generator is not None else None
+        if self.constant_in_time:
+            one = keras.random.uniform((1, *shape[1:]), -limit, limit, dtype=dtype, seed=seed)
+            return keras.ops.repeat(one, shape[0], axis=0)
         return keras.random.uniform(shape, -limit, limit, dtype=dtype, seed=seed)
 
     def get_config(self):
-        return {"scale": self.scale, "seed": self.seed}
+        return {"scale": self.scale, "constant_in_time": self.constant_in_time, "seed": self.seed}

@@ -2,18 +2,23 @@
 
 `ODEBlock` is the one block class; the Haber & Ruthotto 2017 networks are named compositions
 (`resnet_block`, `antisymmetric_block`, `leapfrog_block`, `verlet_block`), each in a dense
-(`operator="dense"`) and a 3x3-convolution (`operator="conv"`) form.
+(`operator="dense"`) and a 3x3-convolution (`operator="conv"`) form, and so are the three
+Ruthotto & Haber 2018 PDE units (`parabolic_cnn_block`, `hamiltonian_cnn_block`,
+`second_order_cnn_block`: symmetric layers with TV normalisation, 3 steps of `h = 1`).
 """
 
 from __future__ import annotations
+
+import math
 
 import keras
 from keras import ops
 
 from zoo.depth_loop import fold_steps
-from zoo.dynamics import HamiltonianTwoStream, SingleLayer
+from zoo.dynamics import HamiltonianTwoStream, SingleLayer, SymmetricLayer, SymmetricTwoStream
 from zoo.initializers import StepwiseGlorotUniform
 from zoo.integrators import ForwardEuler, Leapfrog, Verlet, get_integrator
+from zoo.normalization import DEFAULT_TV_EPSILON
 from zoo.operators import DEFAULT_GAMMA, Antisymmetric, NegativeSemidefinite
 
 __all__ = [
@@ -22,6 +27,9 @@ __all__ = [
     "antisymmetric_block",
     "leapfrog_block",
     "verlet_block",
+    "parabolic_cnn_block",
+    "hamiltonian_cnn_block",
+    "second_order_cnn_block",
 ]
 
 
@@ -58,6 +66,13 @@ class ODEBlock(keras.layers.Layer):
         bias_initializer: initialiser for the stacked biases. Defaults to `"zeros"`.
         kernel_regularizer, bias_regularizer: regularisers of the stacked `(N, ...)` weights,
             e.g. `training.regularizers.TimeSmoothness` (H&R 2017, Eq. 5.23). Default None.
+        kernel_constraint: constraint projected onto the stacked raw kernels after every
+            optimiser step, e.g. `zoo.constraints.BoxConstraint(1.0)` (R&H 2018, Sec. 4).
+            Default None.
+
+    Weights other than `kernel` and `bias` that the dynamics declares (e.g. the TV-norm
+    `norm_scale` and `norm_bias` of `SymmetricLayer`) are stacked `(N, ...)` as well, use the
+    dynamics' default initialisers, and are attributes of the block under their names.
 
     Input shape: `(batch, n)` for a dense operator, `(batch, H, W, n)` for a convolution.
     Output shape: same as the input.
@@ -75,6 +90,7 @@ class ODEBlock(keras.layers.Layer):
         bias_initializer="zeros",
         kernel_regularizer=None,
         bias_regularizer=None,
+        kernel_constraint=None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -111,6 +127,8 @@ class ODEBlock(keras.layers.Layer):
         self.bias_initializer = keras.initializers.get(bias_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self._extra_weight_names = ()
 
     @property
     def h(self):
@@ -153,6 +171,7 @@ class ODEBlock(keras.layers.Layer):
             shape=(self.depth, *shapes["kernel"]),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         self.bias = None
         if "bias" in shapes:
@@ -162,12 +181,21 @@ class ODEBlock(keras.layers.Layer):
                 initializer=self.bias_initializer,
                 regularizer=self.bias_regularizer,
             )
+        initializers = self.dynamics.weight_initializers()
+        self._extra_weight_names = tuple(n for n in shapes if n not in ("kernel", "bias"))
+        for name in self._extra_weight_names:
+            weight = self.add_weight(
+                name=name, shape=(self.depth, *shapes[name]), initializer=initializers[name]
+            )
+            setattr(self, name, weight)
 
     # === Forward ===
     def raw_weights(self):
         weights = {"kernel": self.kernel}
         if self.bias is not None:
             weights["bias"] = self.bias
+        for name in self._extra_weight_names:
+            weights[name] = getattr(self, name)
         return weights
 
     def effective_weights(self):
@@ -236,6 +264,7 @@ class ODEBlock(keras.layers.Layer):
                 "bias_initializer": keras.initializers.serialize(self.bias_initializer),
                 "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
                 "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+                "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
             }
         )
         return config
@@ -296,3 +325,52 @@ def verlet_block(
     """Hamiltonian Verlet (H&R 2017, Eq. 4.17) with `Z_{-1/2} = 0`; `K` may be non-square."""
     dynamics = HamiltonianTwoStream(operator, "free", activation, bias)
     return ODEBlock(Verlet(), dynamics, depth, T, momentum_channels=momentum_channels, **kwargs)
+
+
+# === Ruthotto & Haber 2018 PDE units (symmetric layers, TV normalisation, ReLU) ===
+
+
+def parabolic_cnn_block(
+    depth=3, T=3.0, activation="relu", normalization="tv", epsilon=DEFAULT_TV_EPSILON,
+    operator="conv", **kwargs,
+):
+    """Parabolic unit: `Y_{j+1} = Y_j - h K_j^T sigma(N_tv(K_j Y_j))` (R&H 2018, Sec. 3.1).
+
+    Forward Euler on `SymmetricLayer` (Eqs. 7-9); 3 steps of `h = 1` by default (Sec. 5).
+    """
+    dynamics = SymmetricLayer(operator, activation, normalization, epsilon)
+    return ODEBlock(ForwardEuler(), dynamics, depth, T, **kwargs)
+
+
+def hamiltonian_cnn_block(
+    depth=3, T=3.0, activation="relu", normalization="tv", epsilon=DEFAULT_TV_EPSILON,
+    operator="conv", **kwargs,
+):
+    """Hamiltonian unit: Verlet on the two channel halves (R&H 2018, Eq. 10 as printed).
+
+    `SymmetricTwoStream` with `carry_momentum=True` by default: the input's channels are split
+    into halves `[Y, Z]`, each step applies two independent half-width symmetric layers, and
+    the output is `[Y_N, Z_N]`; the unit is exactly invertible (`ODEBlock.inverse`). The
+    default kernel initialiser is Glorot per half-width kernel (the `(2, 3, 3, n, n)` per-step
+    stack would otherwise count the pair axis in the fans).
+    """
+    kwargs.setdefault("carry_momentum", True)
+    kwargs.setdefault(
+        "kernel_initializer", StepwiseGlorotUniform(scale=math.sqrt(2.0), constant_in_time=True)
+    )
+    dynamics = SymmetricTwoStream(operator, activation, normalization, epsilon)
+    return ODEBlock(Verlet(), dynamics, depth, T, **kwargs)
+
+
+def second_order_cnn_block(
+    depth=3, T=3.0, activation="relu", normalization="tv", epsilon=DEFAULT_TV_EPSILON,
+    operator="conv", **kwargs,
+):
+    """Second-order unit: `Y_{j+1} = 2 Y_j - Y_{j-1} + h^2 F_sym(theta_j, Y_j)`, `Y_{-1} = Y_0`.
+
+    (R&H 2018, Eq. 11 and its leapfrog discretisation.) `Leapfrog(start="textbook")` on
+    `SymmetricLayer`; every call starts again from `Y_{-1} = Y_0`, so the state is reset at
+    each unit. The first step is `Y_1 = Y_0 + h^2 F_sym(theta_0, Y_0)`.
+    """
+    dynamics = SymmetricLayer(operator, activation, normalization, epsilon)
+    return ODEBlock(Leapfrog("textbook"), dynamics, depth, T, **kwargs)

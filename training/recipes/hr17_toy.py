@@ -84,9 +84,18 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=32,
     train_ds = make_pipeline(x_tr, y_tr, batch_size, training=True, seed=seed)
     val_ds = make_pipeline(x_va, y_va, 1024, training=False, seed=seed)
     start = time.perf_counter()
+    level_counter = iter(range(len(levels)))
+
+    def optimizer():
+        # A finer level starts from prolongated weights: halve the step per level (floor lr/8)
+        # and clip the gradient norm, so Adam refines the warm start instead of leaving it
+        # (with a constant 1e-2 the ellipses ResNet collapsed to one class at N = 32).
+        level = next(level_counter)
+        return keras.optimizers.Adam(lr * max(0.5**level, 0.125), clipnorm=1.0)
+
     model, records = train_multilevel(
         build, levels, train_ds, val_ds, epochs,
-        compile_kwargs=dict(optimizer=lambda: keras.optimizers.Adam(lr), loss=loss, metrics=[metric]),
+        compile_kwargs=dict(optimizer=optimizer, loss=loss, metrics=[metric]),
         jit_compile=True,  # dense deep-narrow blocks: XLA (DESIGN.md section 3)
         callbacks=level_callbacks(out_dir, "training") + [TqdmEpochs(f"{dataset}/{network}")],
     )
@@ -98,7 +107,7 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=32,
     np.save(os.path.join(out_dir, "grad_norms_final.npy"), norms)
     summary = {
         "dataset": dataset, "network": network, "T": setting.T, "alpha": setting.alpha, "width": width,
-        "optimizer": f"Adam(lr={lr})", "batch_size": batch_size, "epochs_per_level": list(np.atleast_1d(epochs).tolist()), "seed": seed,
+        "optimizer": f"Adam(lr={lr} * max(0.5**level, 1/8), clipnorm=1)", "batch_size": batch_size, "epochs_per_level": list(np.atleast_1d(epochs).tolist()), "seed": seed,
         "n_train": int(len(x_tr)), "n_val": int(len(x_va)), "seconds": elapsed,
         "levels": [r.as_dict() | {"history": None} for r in records],
         "grad_ratio_final": float(norms[0] / norms[-1]),

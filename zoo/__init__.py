@@ -7,8 +7,18 @@ Public interface (DESIGN.md section 7)::
     zoo.create("hr17_verlet", depth=64, width=2)
 """
 
-from zoo.blocks import ODEBlock, antisymmetric_block, leapfrog_block, resnet_block, verlet_block
-from zoo.dynamics import HamiltonianTwoStream, SingleLayer
+from zoo.blocks import (
+    ODEBlock,
+    antisymmetric_block,
+    hamiltonian_cnn_block,
+    leapfrog_block,
+    parabolic_cnn_block,
+    resnet_block,
+    second_order_cnn_block,
+    verlet_block,
+)
+from zoo.constraints import BoxConstraint
+from zoo.dynamics import HamiltonianTwoStream, SingleLayer, SymmetricLayer, SymmetricTwoStream
 from zoo.integrators import ForwardEuler, Leapfrog, Verlet
 from zoo.operators import (
     Antisymmetric,
@@ -17,6 +27,7 @@ from zoo.operators import (
     Free,
     NegativeSemidefinite,
 )
+from zoo.normalization import TVNormalization, tv_norm
 from zoo.registry import create, list_models
 
 __version__ = "0.1.0"
@@ -29,8 +40,16 @@ __all__ = [
     "antisymmetric_block",
     "leapfrog_block",
     "verlet_block",
+    "parabolic_cnn_block",
+    "hamiltonian_cnn_block",
+    "second_order_cnn_block",
     "SingleLayer",
     "HamiltonianTwoStream",
+    "SymmetricLayer",
+    "SymmetricTwoStream",
+    "TVNormalization",
+    "tv_norm",
+    "BoxConstraint",
     "ForwardEuler",
     "Leapfrog",
     "Verlet",

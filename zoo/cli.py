@@ -20,13 +20,17 @@ def _cmd_list(args):
 
 
 def _cmd_info(args):
+    import numpy as np
+
     import zoo
     from zoo.registry import builder
 
     fn = builder(args.name)
     model = zoo.create(args.name)
     print(f"{args.name}: {fn.__doc__.strip()}")
-    print(f"  input {model.input_shape}, output {model.output_shape}, {model.count_params():,} weights")
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    print(f"  input {model.input_shape}, output {model.output_shape}, {model.count_params():,} "
+          f"weights ({trainable:,} trainable)")
     for layer in model.layers:
         if hasattr(layer, "depth"):
             print(f"  block {layer.name}: {type(layer.integrator).__name__} x "
@@ -51,7 +55,9 @@ def _diagnostics_table(depth):
 
     rng = np.random.default_rng(0)
     rows = []
-    for name in zoo.list_models():
+    # The single-block H&R 2017 networks (a layer named "block"); the multi-unit R&H 2018 CNNs
+    # (`rh18_*`) are not in this table.
+    for name in (n for n in zoo.list_models() if n.startswith("hr17_")):
         conv = name.endswith("_conv")
         model = zoo.create(name, depth=depth)
         block = model.get_layer("block")

@@ -49,10 +49,10 @@ def toy_section(results, docs):
         lines += [f"### {dataset}", "", f"Paper: {PAPER_TOY[dataset]}.", "",
                   "| network | width | " + " | ".join(f"N={n}" for n in (4, 8, 16, 32, 64, 128, 256, 512, 1024))
                   + " | first N at 100% | ||dL/dY_0||/||dL/dY_N|| | minutes |",
-                  "|---" * 13 + "|"]
+                  "|---" * 14 + "|"]
         for net in NETWORKS:
             if (dataset, net) not in results:
-                lines.append(f"| {net} | not run |" + " |" * 11)
+                lines.append(f"| {net} | not run |" + " |" * 12)
                 continue
             res, path = results[(dataset, net)]
             accs = {r["depth"]: r["val_accuracy"] for r in res["levels"]}
@@ -121,6 +121,11 @@ def main(argv=None):
     os.makedirs(os.path.join(args.docs, "figures"), exist_ok=True)
     toy = _load(os.path.join(args.runs, "hr17_toy", "*", "*", "results.json"))
     fm = _load(os.path.join(args.runs, "hr17_fashion_mnist", "*", "results.json"))
+    results_dir = os.path.join(args.docs, "results")
+    os.makedirs(results_dir, exist_ok=True)
+    for (dataset, net), (_, path) in {**toy, **fm}.items():  # keep the raw figures with the docs
+        shutil.copyfile(os.path.join(path, "results.json"),
+                        os.path.join(results_dir, f"hr17_{dataset}_{net}.json"))
     lines = toy_section(toy, args.docs)
     if gradient_figure(toy, args.docs):
         lines += ["![gradient norms](figures/hr17_gradient_norms_N1024.png)", ""]

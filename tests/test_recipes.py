@@ -91,3 +91,18 @@ def test_hr17_sec5_3_prolongation_keeps_validation_accuracy(network, width):
     assert acc_coarse > 0.8  # a trained network: the statement is about trained, smooth weights
     assert fine.get_layer("block").depth == 128
     assert abs(acc_fine - acc_coarse) <= 0.005, (acc_coarse, acc_fine)
+
+
+def test_rh18_fashion_mnist_recipe_quick(tmp_path):
+    from training.data.fashion_mnist import DEFAULT_DIR
+
+    if not __import__("os").path.isdir(DEFAULT_DIR):
+        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
+    from training.recipes.rh18_fashion_mnist import main
+
+    main(["--unit", "parabolic", "--quick", "--out", str(tmp_path)])
+    out = tmp_path / "parabolic"
+    summary = json.loads((out / "results.json").read_text())
+    assert summary["trainable_weights"] == 153_626  # widths 16/32/64, DESIGN.md section 3
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["epochs"] == 2
+    assert (out / "curves.png").stat().st_size > 10_000 and (out / "best.weights.h5").exists()

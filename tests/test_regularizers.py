@@ -249,3 +249,18 @@ def test_time_smoothness_at_construction_follows_the_block_depth(rng):
         block.bias.assign(rng.normal(size=block.bias.shape).astype("float32"))
         expected = 0.1 * sum(block_time_smoothness(block).values())
         np.testing.assert_allclose(sum(float(v) for v in model.losses), expected, rtol=1e-5)
+
+
+def test_rh18_eq13_time_total_variation_matches_hand_formula(rng):
+    """alpha * sum_j h sum sqrt(((W_{j+1} - W_j)/h)^2 + tau) + alpha2/2 * h * sum_j ||W_j||^2."""
+    from training.regularizers import TimeTotalVariation
+
+    w = rng.standard_normal((4, 3, 3, 2, 2))
+    h = 6.0 / 4
+    expected = 0.1 * h * np.sum(np.sqrt(((w[1:] - w[:-1]) / h) ** 2 + 1e-3)) + 0.05 * h * np.sum(w**2)
+    got = float(TimeTotalVariation(0.1, T=6.0, tau=1e-3, decay=0.1)(w))
+    assert got == pytest.approx(expected, rel=1e-12)
+    constant = np.broadcast_to(w[:1], w.shape)
+    assert float(TimeTotalVariation(1.0, T=6.0)(constant)) == pytest.approx(h * 3 * w[0].size * np.sqrt(1e-3))
+    with pytest.raises(ValueError, match="tau"):
+        TimeTotalVariation(0.1, T=1.0, tau=0.0)

@@ -1,6 +1,7 @@
 """Reduced versions of the H&R 2017 recipes (each under a minute) and the gradient-norm check."""
 
 import json
+import os
 
 import keras
 import numpy as np
@@ -11,7 +12,12 @@ import zoo
 from training.callbacks import StepGradientNorms
 from training.data.toy2d import load_toy
 
+from training.data.fashion_mnist import DEFAULT_DIR
+
 pytestmark = pytest.mark.slow
+needs_fashion_mnist = pytest.mark.skipif(
+    not os.path.isdir(DEFAULT_DIR), reason="apt-get install dataset-fashion-mnist (make data)"
+)
 
 
 @pytest.mark.parametrize("dataset,network", [
@@ -31,12 +37,8 @@ def test_hr17_toy_recipe_quick(dataset, network, tmp_path):
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
 
 
+@needs_fashion_mnist
 def test_hr17_fashion_mnist_recipe_quick(tmp_path):
-    pytest.importorskip("training.data.fashion_mnist")
-    from training.data.fashion_mnist import DEFAULT_DIR
-
-    if not __import__("os").path.isdir(DEFAULT_DIR):
-        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
     from training.recipes.hr17_fashion_mnist import main
 
     main(["--network", "antisymmetric", "--quick", "--out", str(tmp_path)])
@@ -93,11 +95,8 @@ def test_hr17_sec5_3_prolongation_keeps_validation_accuracy(network, width):
     assert abs(acc_fine - acc_coarse) <= 0.005, (acc_coarse, acc_fine)
 
 
+@needs_fashion_mnist
 def test_rh18_fashion_mnist_recipe_quick(tmp_path):
-    from training.data.fashion_mnist import DEFAULT_DIR
-
-    if not __import__("os").path.isdir(DEFAULT_DIR):
-        pytest.skip("Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)")
     from training.recipes.rh18_fashion_mnist import main
 
     main(["--unit", "parabolic", "--quick", "--out", str(tmp_path)])

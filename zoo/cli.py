@@ -47,6 +47,7 @@ def _cmd_examples(args):
 
 def _diagnostics_table(depth):
     """Build every architecture, push a batch through it and report its stability figures."""
+    import keras
     import numpy as np
 
     import zoo
@@ -66,8 +67,7 @@ def _diagnostics_table(depth):
         start = time.perf_counter()
         model.predict(x.astype("float32"), verbose=0)
         elapsed = time.perf_counter() - start
-        features = model.get_layer("block").input
-        block_in = __import__("keras").Model(model.input, features).predict(x.astype("float32"), verbose=0)
+        block_in = keras.Model(model.input, block.input).predict(x.astype("float32"), verbose=0)
         norms = state_norms(block, block_in)
         growth = float(np.max(norms[-1] / np.maximum(norms[0], 1e-12)))
         lemma = "-"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -9,7 +11,7 @@ from tqdm.auto import tqdm
 
 from zoo.diagnostics import lemma1_amplification, state_gradient_norms
 
-__all__ = ["StepGradientNorms", "Lemma1Monitor", "TqdmEpochs", "block_io"]
+__all__ = ["StepGradientNorms", "Lemma1Monitor", "EpochTimer", "TqdmEpochs", "block_io"]
 
 
 def block_io(model, block_name="block"):
@@ -67,6 +69,17 @@ class Lemma1Monitor(keras.callbacks.Callback):
         self.values.append(amp)
         if logs is not None:
             logs["lemma1_max"] = float(np.max(amp))
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds the epoch's wall time as `epoch_seconds` to the logs (list it before `CSVLogger`)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
 
 
 class TqdmEpochs(keras.callbacks.Callback):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce Haber & Ruthotto 2017 Sec. 6 (docs/reproduction.md) on CPU. Resumable: a finished
-# (dataset, network) run has a results.json and is skipped. About 40 min (2-D sets) and
+# (dataset, network) run has a results.json and is skipped. About 75 min (2-D sets) and
 # 50 min (Fashion-MNIST) on 2 cores; run both loops in parallel with `&` if you have cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,7 +11,7 @@ for ds in ellipses swiss_roll peaks; do
     [ -f runs/hr17_toy/$ds/$net/results.json ] && continue
     rm -rf runs/hr17_toy/$ds/$net
     $PY -m training.recipes.hr17_toy --dataset $ds --network $net \
-      --epochs 60 60 60 60 60 40 30 20 20 --out runs/hr17_toy
+      --out runs/hr17_toy  # default epochs per level: 300 (N<=32), 200, 100, 50, 30, 20
   done
 done
 for net in resnet antisymmetric verlet; do

@@ -76,8 +76,10 @@ def run(network, out_dir, levels=(4, 8, 16), epochs=(2, 1, 1), batch_size=128, l
         "levels": levels_done, "test_accuracy_final": float(test["accuracy"]),
         "seconds": time.perf_counter() - start, "params": int(model.count_params()),
     }
-    write_json(summary, os.path.join(out_dir, "results.json"))
+    summary["model"] = {"architecture": f"hr17_{network}_conv",
+                        "config": dict(depth=int(levels[-1]), T=T, width=WIDTH)}
     model.save_weights(os.path.join(out_dir, "final.weights.h5"))
+    write_json(summary, os.path.join(out_dir, "results.json"))
     return summary
 
 

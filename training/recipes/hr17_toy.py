@@ -126,6 +126,10 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=Non
         "levels": [r.as_dict() | {"history": None} for r in records],
         "grad_ratio_final": float(norms[0] / norms[-1]),
     }
+    # What a pretrained entry needs to rebuild the final model (training-only terms dropped).
+    summary["model"] = {"architecture": f"hr17_{network}", "config": dict(
+        depth=int(levels[-1]), T=setting.T, width=width, num_classes=k, lifting=lifting)}
+    model.save_weights(os.path.join(out_dir, "final.weights.h5"))
     write_json(summary, os.path.join(out_dir, "results.json"))
     plot_decision(model, data, x_tr, y_tr, os.path.join(out_dir, "decision.png"), f"{dataset}, {network}")
     return summary

@@ -104,6 +104,7 @@ def run(unit, out_dir, epochs=20, seed=0, subsample=None):
         "seconds_per_epoch": float(np.mean(history["epoch_seconds"])) if "epoch_seconds" in history
         else seconds / epochs,
     }
+    summary["model"] = {"architecture": f"rh18_{unit}_fashion_mnist", "config": {}}
     write_json(summary, os.path.join(out_dir, "results.json"))
     plot_curves(history, os.path.join(out_dir, "curves.png"), f"R&H 2018 {unit}, Fashion-MNIST")
     return summary

@@ -22,7 +22,7 @@ data:
 	elif [ "$$(id -u)" = 0 ]; then (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist) >/dev/null; \
 	else echo "Fashion-MNIST missing: run 'sudo apt-get install dataset-fashion-mnist'"; fi
 
-demo: $(VENV)/.demo-installed
+demo: $(VENV)/.demo-installed data
 	$(VENV)/bin/stable-zoo demo
 
 test: $(VENV)/.test-installed data

@@ -1,11 +1,22 @@
 """The `stable-zoo` command line: list, info, and a clear error for unknown names."""
 
+import json
+
+import pytest
+
+import zoo
 from zoo.cli import main
 
 
 def test_cli_list_and_info(capsys):
-    assert main(["list"]) == 0
+    assert main(["list", "--architectures"]) == 0
     assert "hr17_verlet" in capsys.readouterr().out.split()
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    pretrained = zoo.list_models(pretrained=True)
+    assert all(name in out for name in pretrained) and f"{len(pretrained)} pretrained entries" in out
+    assert main(["info", pretrained[0]]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == pretrained[0]
     assert main(["info", "hr17_verlet"]) == 0
     out = capsys.readouterr().out
     assert "Verlet x HamiltonianTwoStream" in out and "h = 1.25" in out
@@ -15,3 +26,13 @@ def test_cli_unknown_model_is_one_clear_error(capsys):
     assert main(["info", "hr17_verlett"]) == 2
     err = capsys.readouterr().err
     assert "Unknown model 'hr17_verlett'" in err and "hr17_verlet" in err
+
+
+def test_cli_bad_arguments_exit_with_usage_errors(capsys):
+    for argv in (["evaluate", "x", "--limit", "0"], ["fine-tune", "x", "--task", "nope"],
+                 ["fine-tune", "x", "--epochs", "-1"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    assert main(["evaluate", "no_such_model"]) == 2
+    assert "Unknown pretrained model 'no_such_model'" in capsys.readouterr().err

@@ -11,13 +11,9 @@ import tensorflow as tf
 import zoo
 from training.callbacks import StepGradientNorms
 from training.data.toy2d import load_toy
-
-from training.data.fashion_mnist import DEFAULT_DIR
+from markers import needs_fashion_mnist
 
 pytestmark = pytest.mark.slow
-needs_fashion_mnist = pytest.mark.skipif(
-    not os.path.isdir(DEFAULT_DIR), reason="apt-get install dataset-fashion-mnist (make data)"
-)
 
 
 @pytest.mark.parametrize("dataset,network", [

@@ -5,6 +5,9 @@ Public interface (DESIGN.md section 7)::
     import zoo
     zoo.list_models()            # registered architectures
     zoo.create("hr17_verlet", depth=64, width=2)
+    zoo.list_models(pretrained=True)      # pretrained entries (saved_models/)
+    zoo.load("rh18_parabolic_fashion_mnist", num_classes=5)   # checksum-verified, new head
+    zoo.card("rh18_parabolic_fashion_mnist")
 """
 
 from zoo.blocks import (
@@ -28,6 +31,7 @@ from zoo.operators import (
     NegativeSemidefinite,
 )
 from zoo.normalization import TVNormalization, tv_norm
+from zoo.pretrained import card, load
 from zoo.registry import create, list_models
 
 __version__ = "0.1.0"
@@ -35,6 +39,8 @@ __version__ = "0.1.0"
 __all__ = [
     "list_models",
     "create",
+    "load",
+    "card",
     "ODEBlock",
     "resnet_block",
     "antisymmetric_block",

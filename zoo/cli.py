@@ -1,4 +1,4 @@
-"""`stable-zoo` command line: list, info, examples, demo."""
+"""`stable-zoo` command line: list, info, evaluate, fine-tune, examples, demo."""
 
 from __future__ import annotations
 
@@ -12,19 +12,45 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 __all__ = ["main"]
 
 
+def _pretrained_rows():
+    import zoo
+
+    rows = []
+    for name in zoo.list_models(pretrained=True):
+        card = zoo.card(name)
+        m = card["metrics"]
+        rows.append((name, card["family"], card["dataset"]["name"], card["trainable_params"],
+                     card["files"]["weights"].get("bytes", 0), m["split"], m["accuracy"]))
+    return rows
+
+
 def _cmd_list(args):
     import zoo
 
-    for name in zoo.list_models():
-        print(name)
+    if args.architectures:
+        for name in zoo.list_models():
+            print(name)
+        return
+    rows = _pretrained_rows()
+    print(f"{'pretrained model':<40}{'family':<24}{'dataset':<15}{'params':>9}{'size':>10}  accuracy")
+    for name, family, dataset, params, size, split, acc in rows:
+        print(f"{name:<40}{family:<24}{dataset:<15}{params:>9,}{size / 1e6:>8.2f}MB  "
+              f"{100 * acc:.2f}% ({split})")
+    print(f"\n{len(rows)} pretrained entries; `stable-zoo list --architectures` lists all "
+          f"{len(zoo.list_models())} architectures.")
 
 
 def _cmd_info(args):
+    import json
+
     import numpy as np
 
     import zoo
     from zoo.registry import builder
 
+    if args.name in zoo.list_models(pretrained=True):
+        print(json.dumps(zoo.card(args.name), indent=2))
+        return
     fn = builder(args.name)
     model = zoo.create(args.name)
     print(f"{args.name}: {fn.__doc__.strip()}")
@@ -37,6 +63,32 @@ def _cmd_info(args):
                   f"{type(layer.dynamics).__name__}({type(layer.operator).__name__}, "
                   f"{type(layer.dynamics.parametrization).__name__}), N = {layer.depth}, "
                   f"T = {layer.T}, h = {layer.h:g}")
+
+
+def _cmd_evaluate(args):
+    import zoo
+    from training.evaluate import evaluate_pretrained
+
+    card = zoo.card(args.name)
+    result = evaluate_pretrained(args.name, limit=args.limit)
+    m = card["metrics"]
+    reference = m if args.limit is None else m.get(f"first_{args.limit}", m)
+    print(f"{args.name} on {result['num_examples']:,} {result['split']} examples: accuracy "
+          f"{100 * result['accuracy']:.2f}% (card {100 * reference['accuracy']:.2f}%), "
+          f"loss {result['loss']:.4f} (card {reference['loss']:.4f})")
+
+
+def _cmd_fine_tune(args):
+    from training.finetune import fine_tune
+
+    r = fine_tune(args.name, task=args.task, epochs=args.epochs, train_size=args.train_size,
+                  freeze_blocks=args.freeze_blocks, learning_rate=args.learning_rate)
+    print(f"{args.name} fine-tuned on '{args.task}' ({r['num_classes']} classes, "
+          f"{r['train_size']:,} training images, {r['epochs']} epochs, {r['fit_seconds']:.0f} s): "
+          f"test accuracy {100 * r['before']['accuracy']:.2f}% -> {100 * r['after']['accuracy']:.2f}%")
+    if args.save:
+        r["keras_model"].save(args.save)
+        print(f"saved to {args.save}")
 
 
 def _cmd_examples(args):
@@ -89,12 +141,26 @@ def _diagnostics_table(depth):
 
 
 def _cmd_demo(args):
+    from training.evaluate import evaluate_pretrained
+    from training.finetune import fine_tune
     from zoo.paper_examples import main as run_examples
 
     print("== stable-zoo demo ==")
-    print("\n-- Haber & Ruthotto 2017, Examples 1 and 2 --")
+    print("\n-- 1. Pretrained models (saved_models/, checksum-verified) --")
+    args.architectures = False
+    _cmd_list(args)
+    name = args.model
+    print(f"\n-- 2. Load {name} and evaluate it on the first 1,000 test images --")
+    result = evaluate_pretrained(name, limit=1000, progress=False)
+    print(f"accuracy {100 * result['accuracy']:.2f}%, loss {result['loss']:.4f}")
+    print(f"\n-- 3. Fine-tune it with model.fit on rotated Fashion-MNIST "
+          f"({args.train_size:,} images, 1 epoch) --")
+    r = fine_tune(name, task="rotated", epochs=1, train_size=args.train_size, progress=False)
+    print(f"rotated-test accuracy {100 * r['before']['accuracy']:.2f}% -> "
+          f"{100 * r['after']['accuracy']:.2f}% ({r['fit_seconds']:.0f} s of training)")
+    print("\n-- 4. Haber & Ruthotto 2017, Examples 1 and 2 --")
     run_examples(args.out)
-    print(f"\n-- Every architecture at N = {args.depth}, default initialisation --")
+    print(f"\n-- 5. Every H&R 2017 architecture at N = {args.depth}, default initialisation --")
     header = ("model", "weights", "N", "h", "Lemma 1 max|1+h lam|", "max ||Y_N||/||Y_0||",
               "antisym. residual", "predict s")
     print("{:<26}{:>9}{:>5}{:>8}{:>22}{:>21}{:>19}{:>11}".format(*header))
@@ -103,24 +169,48 @@ def _cmd_demo(args):
     print("\nLemma 1 is stated for forward Euler (ResNet, antisymmetric); conv rows use a 6x6 crop.")
 
 
+def _positive_int(text):
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="stable-zoo", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list", help="registered architectures").set_defaults(fn=_cmd_list)
-    info = sub.add_parser("info", help="describe one architecture")
+    lister = sub.add_parser("list", help="pretrained models (a table); --architectures: all")
+    lister.add_argument("--architectures", action="store_true")
+    lister.set_defaults(fn=_cmd_list)
+    info = sub.add_parser("info", help="a pretrained model's card, or an architecture")
     info.add_argument("name")
     info.set_defaults(fn=_cmd_info)
+    evaluate = sub.add_parser("evaluate", help="re-evaluate a pretrained model on its card's split")
+    evaluate.add_argument("name")
+    evaluate.add_argument("--limit", type=_positive_int, help="only the first LIMIT examples")
+    evaluate.set_defaults(fn=_cmd_evaluate)
+    tune = sub.add_parser("fine-tune", help="fine-tune a pretrained model with model.fit")
+    tune.add_argument("name")
+    tune.add_argument("--task", choices=["rotated", "coarse"], default="rotated")
+    tune.add_argument("--epochs", type=_positive_int, default=3)
+    tune.add_argument("--train-size", type=_positive_int, default=5000)
+    tune.add_argument("--learning-rate", type=float, default=1e-3)
+    tune.add_argument("--freeze-blocks", action="store_true", help="train the head only")
+    tune.add_argument("--save", help="write the fine-tuned model to this .keras file")
+    tune.set_defaults(fn=_cmd_fine_tune)
     examples = sub.add_parser("examples", help="H&R 2017 Examples 1-2: figures and ratios")
     examples.add_argument("--out", default="docs/figures")
     examples.set_defaults(fn=_cmd_examples)
     demo = sub.add_parser("demo", help="the main job: examples plus a diagnostics table")
     demo.add_argument("--out", default="docs/figures")
     demo.add_argument("--depth", type=int, default=16)
+    demo.add_argument("--model", default="rh18_parabolic_fashion_mnist")
+    demo.add_argument("--train-size", type=_positive_int, default=2000)
     demo.set_defaults(fn=_cmd_demo)
     args = parser.parse_args(argv)
     try:
         args.fn(args)
-    except ValueError as err:  # bad names or arguments: one clear line, no traceback
+    except (ValueError, FileNotFoundError) as err:  # bad names, files, arguments: one clear line
         print(f"stable-zoo: error: {err}", file=sys.stderr)
         return 2
     return 0

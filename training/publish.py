@@ -1,0 +1,193 @@
+"""Turn a finished training run into a pretrained entry `saved_models/<name>/`.
+
+    python -m training.publish --run runs/rh18_fmnist_12ep/parabolic --name rh18_parabolic_fashion_mnist
+
+Reads the run's `results.json` (its `model` spec, recipe settings, timings) and best weights,
+rebuilds the model from the registry, evaluates it with `training.evaluate` on the full split
+(Fashion-MNIST: the official 10,000-image test set; 2-D sets: the validation split, which is
+what the paper reports), and writes the weights, `card.json` and `README.md`. Files are written
+to temporary names and renamed, so an interrupted publish leaves no half-written entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import shutil
+import tempfile
+
+import keras
+import numpy as np
+
+import zoo
+from training.evaluate import evaluate_arrays, load_split
+from zoo import hub
+from zoo.cards import write_card
+
+__all__ = ["publish", "publish_all", "standard_entries"]
+
+WEIGHTS_FILE = "model.weights.h5"
+SUBSET = 1000
+FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                         "Sneaker", "Bag", "Ankle boot"]
+
+
+def _hardware():
+    return f"{platform.machine()} CPU, {os.cpu_count()} cores, {platform.system()}"
+
+
+def _versions():
+    import tensorflow as tf
+
+    return {"stable_zoo": zoo.__version__, "keras": keras.__version__, "tensorflow": tf.__version__,
+            "python": platform.python_version()}
+
+
+def publish(run_dir, name, family, recipe, description="", notes="", weights=None, root=None,
+            spec=None):
+    run_dir = pathlib.Path(run_dir)
+    root = pathlib.Path(root) if root is not None else hub.LOCAL_ROOT
+    hub.validate_name(name)
+    results = json.loads((run_dir / "results.json").read_text())
+    spec = spec or results.get("model")
+    if spec is None:
+        raise ValueError(f"{run_dir}/results.json has no 'model' spec; pass spec=")
+    weights = pathlib.Path(weights) if weights else next(
+        p for p in (run_dir / "best.weights.h5", run_dir / "final.weights.h5") if p.exists())
+    model = zoo.create(spec["architecture"], **spec["config"])
+    model.load_weights(str(weights))
+    dataset = results.get("dataset", "fashion_mnist")
+    split = "test" if dataset == "fashion_mnist" else "validation"
+    x, y = load_split(dataset, split)
+    metrics = evaluate_arrays(model, x, y)
+    # The figure a quick re-check (tests, `stable-zoo evaluate --limit 1000`) compares against.
+    subset = evaluate_arrays(model, x[:SUBSET], y[:SUBSET], progress=False)
+    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+    root.mkdir(parents=True, exist_ok=True)
+    staging = pathlib.Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
+    try:
+        shutil.copyfile(weights, staging / WEIGHTS_FILE)
+        best_val = results.get("best_val_accuracy") or max(
+            (lvl.get("val_accuracy", 0) for lvl in results.get("levels", [])), default=None)
+        card = {
+            "name": name,
+            "architecture": spec["architecture"],
+            "config": spec["config"],
+            "family": family,
+            "description": description,
+            "dataset": {
+                "name": dataset,
+                "split": ("Fashion-MNIST official 60k training set split by seed 0 (see recipe); "
+                          "metrics on the official 10,000-image test set") if dataset == "fashion_mnist"
+                else "training.data.toy2d, seed 0; metrics on its validation split",
+                "input": ("float32 (batch, 28, 28, 1), raw pixel values 0..255 (normalised inside)"
+                          if dataset == "fashion_mnist" else f"float32 (batch, {x.shape[1]}) points"),
+                **({"classes": FASHION_MNIST_CLASSES} if dataset == "fashion_mnist" else {}),
+            },
+            "metrics": {**metrics, "split": split, "best_val_accuracy": best_val,
+                        f"first_{SUBSET}": {k: subset[k] for k in ("accuracy", "loss")}},
+            "trainable_params": trainable,
+            "total_params": int(model.count_params()),
+            "files": {"weights": {"path": WEIGHTS_FILE, "sha256": hub.sha256_of(staging / WEIGHTS_FILE),
+                                  "bytes": (staging / WEIGHTS_FILE).stat().st_size}},
+            "recipe": recipe,
+            "training": {"seconds": results.get("seconds") or results.get("seconds_this_run"),
+                         "epochs": results.get("epochs") or results.get("epochs_per_level"),
+                         "hardware": _hardware(), "date": datetime.date.today().isoformat()},
+            "versions": _versions(),
+            "notes": notes,
+        }
+        write_card(card, staging)
+        os.chmod(staging, 0o755)  # mkdtemp creates 0700
+        os.chmod(staging / WEIGHTS_FILE, 0o644)
+        target = root / name
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    return card
+
+
+HR17 = "Haber & Ruthotto 2017"
+RH18 = "Ruthotto & Haber 2018"
+_HR17_NETS = {"resnet": "forward-Euler ResNet", "antisymmetric": "antisymmetric ResNet",
+              "verlet": "Hamiltonian network, Verlet"}
+_RH18_UNITS = {"parabolic": "parabolic (forward Euler)", "hamiltonian": "Hamiltonian (Verlet)",
+               "second_order": "second-order (leapfrog)"}
+
+
+def standard_entries():
+    """Every pretrained entry the repository ships: name -> (run dir, publish() arguments)."""
+    entries = {}
+    for unit, what in _RH18_UNITS.items():
+        entries[f"rh18_{unit}_fashion_mnist"] = (f"runs/rh18_fmnist_12ep/{unit}", dict(
+            family=RH18, recipe=f"python -m training.recipes.rh18_fashion_mnist --unit {unit} --epochs 12",
+            description=f"Ruthotto & Haber 2018 {what} PDE CNN (widths 16/32/64, 3 units x 3 steps, "
+                        "TV normalisation) trained on Fashion-MNIST with the paper's recipe; "
+                        "best-validation weights."))
+    for net, what in _HR17_NETS.items():
+        entries[f"hr17_{net}_conv_fashion_mnist"] = (f"runs/hr17_fashion_mnist/{net}", dict(
+            family=HR17, recipe=f"python -m training.recipes.hr17_fashion_mnist --network {net} --epochs 2 2 2",
+            description=f"Haber & Ruthotto 2017 MNIST-experiment network ({what}; 3x3 convolutions, "
+                        "width 6, T = 6, 16 layers) trained on Fashion-MNIST by multilevel training "
+                        "4 -> 8 -> 16 layers.",
+            spec={"architecture": f"hr17_{net}_conv", "config": {"depth": 16, "T": 6.0, "width": 6}}))
+        for ds in ("ellipses", "swiss_roll", "peaks"):
+            entries[f"hr17_{net}_{ds}"] = (f"runs/hr17_toy3/{ds}/{net}", dict(
+                family=HR17, recipe=f"python -m training.recipes.hr17_toy --dataset {ds} --network {net}",
+                description=f"Haber & Ruthotto 2017 {what} on the 2-D {ds.replace('_', ' ')} set "
+                            "(Sec. 6), multilevel training up to 1,024 layers."))
+    return entries
+
+
+def publish_all(root=None, only_missing=False):
+    """Publish every standard entry whose run has finished; returns the published names."""
+    done = []
+    for name, (run_dir, kwargs) in standard_entries().items():
+        run = pathlib.Path(run_dir)
+        has_weights = any((run / f).exists() for f in ("best.weights.h5", "final.weights.h5"))
+        if not (run / "results.json").exists() or not has_weights:
+            continue
+        if only_missing and (pathlib.Path(root or hub.LOCAL_ROOT) / name / "card.json").exists():
+            continue
+        card = publish(run, name, root=root, **kwargs)
+        m = card["metrics"]
+        print(f"{name}: {m['split']} accuracy {100 * m['accuracy']:.2f}% on {m['num_examples']}")
+        done.append(name)
+    return done
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--all", action="store_true", help="publish every finished standard run")
+    parser.add_argument("--only-missing", action="store_true")
+    parser.add_argument("--run", help="run directory with results.json and weights")
+    parser.add_argument("--name")
+    parser.add_argument("--family")
+    parser.add_argument("--recipe", help="the command that trained it")
+    parser.add_argument("--description", default="")
+    parser.add_argument("--notes", default="")
+    parser.add_argument("--weights")
+    parser.add_argument("--root")
+    args = parser.parse_args(argv)
+    if args.all:
+        publish_all(args.root, args.only_missing)
+        return
+    if not (args.run and args.name and args.family and args.recipe):
+        parser.error("--run, --name, --family and --recipe are required without --all")
+    card = publish(args.run, args.name, args.family, args.recipe, args.description, args.notes,
+                   args.weights, args.root)
+    m = card["metrics"]
+    print(f"{card['name']}: {m['split']} accuracy {100 * m['accuracy']:.2f}% "
+          f"loss {m['loss']:.4f} on {m['num_examples']} examples")
+
+
+if __name__ == "__main__":
+    main()

@@ -48,18 +48,20 @@ def toy_section(results, docs):
     for ax, dataset in zip(axes, ("ellipses", "swiss_roll", "peaks")):
         lines += [f"### {dataset}", "", f"Paper: {PAPER_TOY[dataset]}.", "",
                   "| network | width | " + " | ".join(f"N={n}" for n in (4, 8, 16, 32, 64, 128, 256, 512, 1024))
-                  + " | first N at 100% | ||dL/dY_0||/||dL/dY_N|| | minutes |",
-                  "|---" * 14 + "|"]
+                  + " | first N at 100% | ||dL/dY_0||/||dL/dY_N|| | minutes | schedule |",
+                  "|---" * 15 + "|"]
         for net in NETWORKS:
             if (dataset, net) not in results:
-                lines.append(f"| {net} | not run |" + " |" * 12)
+                lines.append(f"| {net} | not run |" + " |" * 13)
                 continue
             res, path = results[(dataset, net)]
             accs = {r["depth"]: r["val_accuracy"] for r in res["levels"]}
             cells = [f"{100 * accs[n]:.1f}" if n in accs else "-" for n in (4, 8, 16, 32, 64, 128, 256, 512, 1024)]
             first = next((n for n in sorted(accs) if accs[n] >= 1.0), None)
             lines.append(f"| {net} | {res['width']} | " + " | ".join(cells)
-                         + f" | {first or '-'} | {res['grad_ratio_final']:.3g} | {res['seconds'] / 60:.1f} |")
+                         + f" | {first or '-'} | {res['grad_ratio_final']:.3g} | {res['seconds'] / 60:.1f} | "
+                         + ("cosine per level" if "cosine" in res["optimizer"] else "constant per level")
+                         + " |")
             ax.plot(sorted(accs), [accs[n] for n in sorted(accs)], "-o", label=net)
             fig_name = f"hr17_{dataset}_{net}_decision.png"
             shutil.copyfile(os.path.join(path, "decision.png"), os.path.join(docs, "figures", fig_name))
@@ -119,7 +121,9 @@ def main(argv=None):
     parser.add_argument("--docs", default="docs")
     args = parser.parse_args(argv)
     os.makedirs(os.path.join(args.docs, "figures"), exist_ok=True)
+    # Cells re-run with the current recipe (per-level cosine schedule) replace the first runs.
     toy = _load(os.path.join(args.runs, "hr17_toy", "*", "*", "results.json"))
+    toy.update(_load(os.path.join(args.runs, "hr17_toy3", "*", "*", "results.json")))
     fm = _load(os.path.join(args.runs, "hr17_fashion_mnist", "*", "results.json"))
     results_dir = os.path.join(args.docs, "results")
     os.makedirs(results_dir, exist_ok=True)
@@ -130,6 +134,9 @@ def main(argv=None):
     if gradient_figure(toy, args.docs):
         lines += ["![gradient norms](figures/hr17_gradient_norms_N1024.png)", ""]
     lines += fashion_section(fm)
+    from training.recipes.rh18_report import rh18_section
+
+    lines += rh18_section(args.runs, args.docs)
     text = "\n".join(HEADER + lines)
     tmp = os.path.join(args.docs, "reproduction.md.tmp")
     with open(tmp, "w") as f:

@@ -64,7 +64,8 @@ def fine_tune(name, task="rotated", epochs=3, train_size=5000, freeze_blocks=Fal
         jit_compile=False,  # conv models on CPU: XLA is slower (DESIGN.md section 3)
     )
     start = time.perf_counter()
-    model.fit(train_ds, epochs=epochs, verbose=2 if progress else 0)
+    # shuffle=False: the tf.data pipeline shuffles (Keras warns that it cannot)
+    model.fit(train_ds, epochs=epochs, shuffle=False, verbose=2 if progress else 0)
     seconds = time.perf_counter() - start
     after = evaluate_arrays(model, x_te, y_te, progress=progress)
     return {"model": name, "task": task, "num_classes": num_classes, "train_size": int(train_size),

@@ -123,12 +123,21 @@ _RH18_UNITS = {"parabolic": "parabolic (forward Euler)", "hamiltonian": "Hamilto
                "second_order": "second-order (leapfrog)"}
 
 
+# unit -> (run directory, epochs) of the published R&H 2018 runs. The epoch budgets differ
+# because 2 shared cores bounded what one session could train (docs/reproduction.md).
+RH18_RUNS = {"parabolic": ("runs/rh18_fashion_mnist/parabolic", 8),
+             "hamiltonian": ("runs/rh18_fmnist_12ep/hamiltonian", 12),
+             "second_order": ("runs/rh18_fmnist_8ep/second_order", 8)}
+
+
 def standard_entries():
     """Every pretrained entry the repository ships: name -> (run dir, publish() arguments)."""
     entries = {}
     for unit, what in _RH18_UNITS.items():
-        entries[f"rh18_{unit}_fashion_mnist"] = (f"runs/rh18_fmnist_12ep/{unit}", dict(
-            family=RH18, recipe=f"python -m training.recipes.rh18_fashion_mnist --unit {unit} --epochs 12",
+        run_dir, epochs = RH18_RUNS[unit]
+        entries[f"rh18_{unit}_fashion_mnist"] = (run_dir, dict(
+            family=RH18, recipe=f"python -m training.recipes.rh18_fashion_mnist --unit {unit} --epochs {epochs}",
+            spec={"architecture": f"rh18_{unit}_fashion_mnist", "config": {}},
             description=f"Ruthotto & Haber 2018 {what} PDE CNN (widths 16/32/64, 3 units x 3 steps, "
                         "TV normalisation) trained on Fashion-MNIST with the paper's recipe; "
                         "best-validation weights."))

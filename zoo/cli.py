@@ -140,6 +140,14 @@ def _diagnostics_table(depth):
     return rows
 
 
+def _demo_model():
+    """The most accurate pretrained Fashion-MNIST entry, preferring the R&H PDE CNNs."""
+    rows = [r for r in _pretrained_rows() if r[2] == "fashion_mnist"]
+    if not rows:
+        raise ValueError("No pretrained Fashion-MNIST model in saved_models/")
+    return max(rows, key=lambda r: (r[0].startswith("rh18_"), r[6]))[0]
+
+
 def _cmd_demo(args):
     from training.evaluate import evaluate_pretrained
     from training.finetune import fine_tune
@@ -149,7 +157,7 @@ def _cmd_demo(args):
     print("\n-- 1. Pretrained models (saved_models/, checksum-verified) --")
     args.architectures = False
     _cmd_list(args)
-    name = args.model
+    name = args.model or _demo_model()
     print(f"\n-- 2. Load {name} and evaluate it on the first 1,000 test images --")
     result = evaluate_pretrained(name, limit=1000, progress=False)
     print(f"accuracy {100 * result['accuracy']:.2f}%, loss {result['loss']:.4f}")
@@ -204,7 +212,7 @@ def main(argv=None):
     demo = sub.add_parser("demo", help="the main job: examples plus a diagnostics table")
     demo.add_argument("--out", default="docs/figures")
     demo.add_argument("--depth", type=int, default=16)
-    demo.add_argument("--model", default="rh18_parabolic_fashion_mnist")
+    demo.add_argument("--model", help="a pretrained Fashion-MNIST model (default: the best PDE CNN)")
     demo.add_argument("--train-size", type=_positive_int, default=2000)
     demo.set_defaults(fn=_cmd_demo)
     args = parser.parse_args(argv)

@@ -170,6 +170,10 @@ def publish_all(root=None, only_missing=False):
         m = card["metrics"]
         print(f"{name}: {m['split']} accuracy {100 * m['accuracy']:.2f}% on {m['num_examples']}")
         done.append(name)
+    if root is None:  # keep docs/models.md in step with the cards
+        from training.models_table import main as write_models_table
+
+        write_models_table()
     return done
 
 

@@ -1,4 +1,5 @@
-"""Keras callbacks: per-step gradient norms of a block, Lemma 1 over training, a tqdm bar."""
+"""Keras callbacks: per-step gradient norms of a block, Lemma 1 over training, backward
+sensitivities `||dY_N/dY_l||` over training (Galimberti et al. 2021, Fig. 2), a tqdm bar."""
 
 from __future__ import annotations
 
@@ -7,11 +8,24 @@ import time
 import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 from tqdm.auto import tqdm
 
-from zoo.diagnostics import lemma1_amplification, state_gradient_norms
+from zoo.diagnostics import (
+    SENSITIVITY_AGGREGATES,
+    lemma1_amplification,
+    sensitivity_function,
+    state_gradient_norms,
+)
 
-__all__ = ["StepGradientNorms", "Lemma1Monitor", "EpochTimer", "TqdmEpochs", "block_io"]
+__all__ = [
+    "StepGradientNorms",
+    "Lemma1Monitor",
+    "BackwardSensitivity",
+    "EpochTimer",
+    "TqdmEpochs",
+    "block_io",
+]
 
 
 def block_io(model, block_name="block"):
@@ -69,6 +83,99 @@ class Lemma1Monitor(keras.callbacks.Callback):
         self.values.append(amp)
         if logs is not None:
             logs["lemma1_max"] = float(np.max(amp))
+
+
+class BackwardSensitivity(keras.callbacks.Callback):
+    """Record `||dY_N/dY_l||_2` of one block for chosen `l` on a fixed batch during training.
+
+    (Galimberti et al. 2021, Eq. 14 and Fig. 2.) `x` is a fixed batch of *model* inputs; the
+    layers before the block map it to the block input at every measurement. The quantity is
+    `zoo.diagnostics.backward_sensitivity`: per-example spectral norms of the Jacobian of the
+    block's final state with respect to its state at step `l`, reduced over the batch by each
+    of `aggregates` (`"mean"`, `"min"`, `"max"`, `"median"`, or `"mean_jacobian"`, the norm of
+    the batch-mean Jacobian that the authors' code plots).
+
+    Measured before training (iteration 0), then every `every` optimiser steps (or at the end
+    of every epoch if `every` is None); steps are read from the optimiser, so with
+    `steps_per_execution > 1` a record is taken at the first batch end after each multiple of
+    `every` (use `steps_per_execution=1` for a per-step record). `self.iterations` (R,) holds the
+    optimiser step of each record and `self.values` the records `(R, len(aggregates), len(layers))`. At the end of each
+    epoch the newest value of the first aggregate is logged per layer as `sensitivity_l{l}`
+    (so it lands in `History` and CSV logs), and if `path` is given the records are saved as
+    `path` (`.npy`, that 3-D array) with the iterations beside it (`*_iterations.npy`).
+
+    Args:
+        x: array. A fixed batch of model inputs.
+        layers: ints in `0..N`. The `l` of `dY_N/dY_l` (e.g. `range(1, 64, 10)`).
+        block_name: name of the `ODEBlock` in the model. Defaults to `"block"`.
+        every: int or None. Record every `every` optimiser steps; None: once per epoch.
+        aggregates: tuple of aggregate names. Defaults to `("mean", "min", "max",
+            "mean_jacobian")`.
+        path: str or None. `.npy` file for the records.
+        method: `"auto"`, `"exact"` or `"power"` (see `zoo.diagnostics.sensitivity_function`).
+    """
+
+    def __init__(self, x, layers, block_name="block", every=None,
+                 aggregates=("mean", "min", "max", "mean_jacobian"), path=None, method="auto"):
+        super().__init__()
+        bad = [a for a in aggregates if a is None or a not in SENSITIVITY_AGGREGATES]
+        if bad or not aggregates:
+            raise ValueError(
+                f"`aggregates` must be names in {SENSITIVITY_AGGREGATES[:-1]}; Received: {aggregates!r}"
+            )
+        if every is not None and (isinstance(every, bool) or int(every) < 1):
+            raise ValueError(f"`every` must be None or an int >= 1; Received: every={every!r}")
+        self.x = np.asarray(x)
+        self.layers = tuple(int(l) for l in layers)
+        self.block_name, self.every, self.path, self.method = block_name, every, path, method
+        self.aggregates = tuple(aggregates)
+        self.iterations, self.values = [], []
+        self._fn = None
+
+    def measure(self):
+        """The aggregates now: `(len(aggregates), len(layers))`."""
+        if self._fn is None:
+            pre, block, _ = block_io(self.model, self.block_name)
+            self._fn = sensitivity_function(block, self.layers, pre, self.method)
+        per_example, mean_jacobian = (t.numpy() for t in self._fn(self.x))
+        reduce = {"mean": np.mean, "min": np.min, "max": np.max, "median": np.median}
+        return np.stack([
+            mean_jacobian if a == "mean_jacobian" else reduce[a](per_example, axis=-1)
+            for a in self.aggregates
+        ])
+
+    def _step(self):
+        return int(ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _record(self):
+        self.iterations.append(self._step())
+        self.values.append(self.measure())
+
+    def on_train_begin(self, logs=None):
+        if not self.values:
+            self._record()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.every is not None and self._step() // int(self.every) > self.iterations[-1] // int(self.every):
+            self._record()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.every is None and self.iterations[-1] != self._step():
+            self._record()
+        if logs is not None:
+            for l, value in zip(self.layers, self.values[-1][0]):
+                logs[f"sensitivity_l{l}"] = float(value)
+        self.save()
+
+    def on_train_end(self, logs=None):
+        self.save()
+
+    def save(self):
+        if self.path is None or not self.values:
+            return
+        np.save(self.path, np.stack(self.values))
+        stem = self.path[: -len(".npy")] if self.path.endswith(".npy") else self.path
+        np.save(f"{stem}_iterations.npy", np.asarray(self.iterations))
 
 
 class EpochTimer(keras.callbacks.Callback):

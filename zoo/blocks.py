@@ -4,7 +4,9 @@
 (`resnet_block`, `antisymmetric_block`, `leapfrog_block`, `verlet_block`), each in a dense
 (`operator="dense"`) and a 3x3-convolution (`operator="conv"`) form, and so are the three
 Ruthotto & Haber 2018 PDE units (`parabolic_cnn_block`, `hamiltonian_cnn_block`,
-`second_order_cnn_block`: symmetric layers with TV normalisation, 3 steps of `h = 1`).
+`second_order_cnn_block`: symmetric layers with TV normalisation, 3 steps of `h = 1`), and the
+five networks of Galimberti, Xu & Ferrari Trecate 2021 (`h1_block`, `h2_block`, `ms1_block`,
+`ms2_block`, `ms3_block`) with the plain baseline of their Fig. 2 (`fcnn_block`).
 """
 
 from __future__ import annotations
@@ -15,9 +17,16 @@ import keras
 from keras import ops
 
 from zoo.depth_loop import fold_steps
-from zoo.dynamics import HamiltonianTwoStream, SingleLayer, SymmetricLayer, SymmetricTwoStream
+from zoo.dynamics import (
+    HamiltonianTwoStream,
+    HDNNLayer,
+    SingleLayer,
+    SkewSymmetric,
+    SymmetricLayer,
+    SymmetricTwoStream,
+)
 from zoo.initializers import StepwiseGlorotUniform
-from zoo.integrators import ForwardEuler, Leapfrog, Verlet, get_integrator
+from zoo.integrators import FeedForward, ForwardEuler, Leapfrog, Verlet, get_integrator
 from zoo.normalization import DEFAULT_TV_EPSILON
 from zoo.operators import DEFAULT_GAMMA, Antisymmetric, NegativeSemidefinite
 
@@ -30,6 +39,12 @@ __all__ = [
     "parabolic_cnn_block",
     "hamiltonian_cnn_block",
     "second_order_cnn_block",
+    "h1_block",
+    "h2_block",
+    "ms1_block",
+    "ms2_block",
+    "ms3_block",
+    "fcnn_block",
 ]
 
 
@@ -69,6 +84,11 @@ class ODEBlock(keras.layers.Layer):
         kernel_constraint: constraint projected onto the stacked raw kernels after every
             optimiser step, e.g. `zoo.constraints.BoxConstraint(1.0)` (R&H 2018, Sec. 4).
             Default None.
+        time_invariant: bool. If True, one set of weights `theta` is shared by all `N` steps
+            (an autonomous ODE `dY/dt = F(theta, Y)`; Galimberti et al. 2021, Sec. 4.3:
+            `K(t) = K`, `b(t) = b`). The variables then have a leading axis of length 1,
+            `(1, ...)`, broadcast to the `N` steps in `effective_weights`, so the parameter
+            count does not grow with `N` and a time-smoothness penalty is 0. Defaults to False.
 
     Weights other than `kernel` and `bias` that the dynamics declares (e.g. the TV-norm
     `norm_scale` and `norm_bias` of `SymmetricLayer`) are stacked `(N, ...)` as well, use the
@@ -91,10 +111,13 @@ class ODEBlock(keras.layers.Layer):
         kernel_regularizer=None,
         bias_regularizer=None,
         kernel_constraint=None,
+        time_invariant=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
         _check_depth_and_time(depth, T)
+        if not isinstance(time_invariant, bool):
+            raise ValueError(f"`time_invariant` must be a bool; Received: time_invariant={time_invariant!r}")
         # === Config ===
         self.integrator = get_integrator(integrator)
         if isinstance(dynamics, dict):
@@ -128,6 +151,7 @@ class ODEBlock(keras.layers.Layer):
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.time_invariant = time_invariant
         self._extra_weight_names = ()
 
     @property
@@ -137,6 +161,11 @@ class ODEBlock(keras.layers.Layer):
     @property
     def operator(self):
         return self.dynamics.operator
+
+    @property
+    def weight_steps(self):
+        """Length of the weights' leading axis: `N`, or 1 if `time_invariant`."""
+        return 1 if self.time_invariant else self.depth
 
     # === Layers ===
     def _stream_widths(self, channels):
@@ -168,7 +197,7 @@ class ODEBlock(keras.layers.Layer):
         shapes = self.dynamics.weight_shapes(self._n, self._m)
         self.kernel = self.add_weight(
             name="kernel",
-            shape=(self.depth, *shapes["kernel"]),
+            shape=(self.weight_steps, *shapes["kernel"]),
             initializer=self.kernel_initializer,
             regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint,
@@ -177,7 +206,7 @@ class ODEBlock(keras.layers.Layer):
         if "bias" in shapes:
             self.bias = self.add_weight(
                 name="bias",
-                shape=(self.depth, *shapes["bias"]),
+                shape=(self.weight_steps, *shapes["bias"]),
                 initializer=self.bias_initializer,
                 regularizer=self.bias_regularizer,
             )
@@ -185,7 +214,7 @@ class ODEBlock(keras.layers.Layer):
         self._extra_weight_names = tuple(n for n in shapes if n not in ("kernel", "bias"))
         for name in self._extra_weight_names:
             weight = self.add_weight(
-                name=name, shape=(self.depth, *shapes[name]), initializer=initializers[name]
+                name=name, shape=(self.weight_steps, *shapes[name]), initializer=initializers[name]
             )
             setattr(self, name, weight)
 
@@ -199,9 +228,17 @@ class ODEBlock(keras.layers.Layer):
         return weights
 
     def effective_weights(self):
-        """Per-step weights the steps apply (antisymmetric / shifted kernels), `(N, ...)`."""
+        """Per-step weights the steps apply (antisymmetric / shifted kernels), `(N, ...)`.
+
+        For a `time_invariant` block the one set of weights is broadcast to all `N` steps.
+        """
         raw = {name: ops.convert_to_tensor(w) for name, w in self.raw_weights().items()}
-        return self.dynamics.prepare(raw)
+        theta = self.dynamics.prepare(raw)
+        if self.time_invariant:
+            theta = {
+                name: ops.broadcast_to(w, (self.depth, *w.shape[1:])) for name, w in theta.items()
+            }
+        return theta
 
     def initial_state(self, inputs):
         if self.carry_momentum:
@@ -267,6 +304,8 @@ class ODEBlock(keras.layers.Layer):
                 "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
             }
         )
+        if self.time_invariant:  # absent from older configs: False
+            config["time_invariant"] = True
         return config
 
     @classmethod
@@ -374,3 +413,69 @@ def second_order_cnn_block(
     """
     dynamics = SymmetricLayer(operator, activation, normalization, epsilon)
     return ODEBlock(Leapfrog("textbook"), dynamics, depth, T, **kwargs)
+
+
+# === Galimberti, Xu & Ferrari Trecate 2021 (Hamiltonian DNNs, Sec. 2.3 and 3.2) ===
+# All five act on the full state `[y; z]` of width nf (the MS1/MS3 halves are carried through,
+# `carry_momentum=True`), use tanh and vector biases; `h = T / N`.
+
+
+def h1_block(depth, T, operator="dense", **kwargs):
+    """H1-DNN (Eq. 11, J = J1): `Y_{j+1} = Y_j + h tanh(Y_j K_j + b_j) K_j^T J1^T`.
+
+    Forward Euler on `HDNNLayer("J1")`; `nf^2 + nf` weights per step; needs an even width.
+    """
+    return ODEBlock(ForwardEuler(), HDNNLayer("J1", operator), depth, T, **kwargs)
+
+
+def h2_block(depth, T, operator="dense", **kwargs):
+    """H2-DNN (Eq. 11, J = J2, ones above the diagonal): forward Euler on `HDNNLayer("J2")`.
+
+    This paper's H2 (forward Euler) is the authors' later code's `H1_J2`, not its symplectic H2.
+    """
+    return ODEBlock(ForwardEuler(), HDNNLayer("J2", operator), depth, T, **kwargs)
+
+
+def ms1_block(depth, T, operator="dense", **kwargs):
+    """MS1-DNN (H&R 2017's Verlet network with two bias vectors), z first, on `[y; z]`.
+
+    `z_{j+1} = z_j - h tanh(y_j K_j + b_{j,1})`, `y_{j+1} = y_j + h tanh(z_{j+1} K_j^T + b_{j,2})`
+    (column form: `K_{j,0}' y_j`, `K_{j,0} z_{j+1}`). The input `[y_0, z_0]` is split into two
+    channel halves and the output is `[y_N, z_N]`; `nf^2/4 + nf` weights per step.
+    """
+    kwargs.setdefault("carry_momentum", True)
+    return verlet_block(depth, T, operator=operator, bias="per_stream", **kwargs)
+
+
+def ms2_block(depth, T, operator="dense", **kwargs):
+    """MS2-DNN: `Y_{j+1} = Y_j + h tanh(Y_j K_j + b_j)` with skew-symmetric `K_j`, no `gamma`.
+
+    H&R 2017's antisymmetric ResNet as Galimberti et al. print it: `gamma = 0` and a vector bias;
+    `K_j` is stored as its free entries (`SkewSymmetric`), `(nf^2 + nf) / 2` weights per step.
+    """
+    dynamics = SingleLayer(operator, SkewSymmetric(), "tanh", "vector")
+    return ODEBlock(ForwardEuler(), dynamics, depth, T, **kwargs)
+
+
+def ms3_block(depth, T, operator="dense", **kwargs):
+    """MS3-DNN (Chang et al. 2018), y first, on `[y; z]`:
+
+    `y_{j+1} = y_j + h K_{j,1}' tanh(K_{j,1} z_j + b_{j,1})`,
+    `z_{j+1} = z_j - h K_{j,2}' tanh(K_{j,2} y_{j+1} + b_{j,2})` (column form as printed).
+    `Verlet(first="y")` on `SymmetricTwoStream` without normalisation, with vector biases;
+    `nf^2/2 + nf` weights per step.
+    """
+    kwargs.setdefault("carry_momentum", True)
+    dynamics = SymmetricTwoStream(operator, "tanh", normalization=None, bias="vector")
+    return ODEBlock(Verlet(first="y"), dynamics, depth, T, **kwargs)
+
+
+def fcnn_block(depth, operator="dense", activation="tanh", **kwargs):
+    """Plain fully connected chain `Y_{j+1} = tanh(Y_j K_j + b_j)` (no skip; Fig. 2 baseline).
+
+    `FeedForward` on `SingleLayer` with vector biases. `T` is irrelevant (no `h`); it is set to
+    `depth` so that `h = 1`.
+    """
+    kwargs.setdefault("T", float(depth))
+    dynamics = SingleLayer(operator, "free", activation, "vector")
+    return ODEBlock(FeedForward(), dynamics, depth, **kwargs)

@@ -11,19 +11,30 @@ turns the raw stacked `(N, ...)` weights into effective ones in one vectorised c
 before the depth loop.
 
 Members: `SingleLayer` and `HamiltonianTwoStream` (Haber & Ruthotto 2017); `SymmetricLayer`
-`-K^T sigma(N_tv(K Y))` and its two-stream pair `SymmetricTwoStream` (Ruthotto & Haber 2018).
+`-K^T sigma(N_tv(K Y))` and its two-stream pair `SymmetricTwoStream` (Ruthotto & Haber 2018);
+`HDNNLayer` `J K^T tanh(K y + b)` (Galimberti, Xu & Ferrari Trecate 2021). The MS1-MS3 networks
+of Galimberti et al. are existing members with per-stream or vector biases (see `zoo.blocks`).
 
 Rows are examples (see `zoo.operators`): the papers' column form `sigma(K y + b)` is written
 `sigma(Y K + b)` here.
+
+One parametrisation lives here rather than in `zoo.operators` because it needs a raw variable
+whose shape differs from the kernel's: `SkewSymmetric` (a skew kernel stored as its free entries,
+the MS2-DNN of Galimberti et al. with `(n^2 - n) / 2` kernel weights). `Dynamics` asks a
+parametrisation for `raw_shape(operator, kernel_shape)` when it has one.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import keras
+import numpy as np
 from keras import ops
 
 from zoo.normalization import DEFAULT_TV_EPSILON, tv_norm
-from zoo.operators import _AxisMember, _register, get_operator, get_parametrization
+from zoo.operators import Parametrization, _AxisMember, _register, get_operator, get_parametrization
 
 __all__ = [
     "Dynamics",
@@ -31,12 +42,18 @@ __all__ = [
     "HamiltonianTwoStream",
     "SymmetricLayer",
     "SymmetricTwoStream",
+    "HDNNLayer",
+    "SkewSymmetric",
+    "interconnection_matrix",
     "BIAS_MODES",
     "NORMALIZATIONS",
+    "INTERCONNECTIONS",
 ]
 
-BIAS_MODES = ("scalar", "vector", "none")
+# "per_stream": two-stream dynamics only, one bias vector per half step (Galimberti's MS1).
+BIAS_MODES = ("scalar", "vector", "none", "per_stream")
 NORMALIZATIONS = ("tv", None)
+INTERCONNECTIONS = ("J1", "J2")
 
 
 class Dynamics(_AxisMember):
@@ -66,6 +83,12 @@ class Dynamics(_AxisMember):
         """Channels of `K Y` for a state with `channels` channels."""
         return channels
 
+    def raw_kernel_shape(self, channels, out):
+        """Shape of one step's raw kernel: the operator's, unless the parametrisation packs it."""
+        shape = self.operator.kernel_shape(channels, out)
+        packed = getattr(self.parametrization, "raw_shape", None)
+        return shape if packed is None else packed(self.operator, shape)
+
     def weight_shapes(self, channels, momentum_channels=None):
         out = self.output_channels(channels, momentum_channels)
         if self.parametrization.requires_square and out != channels:
@@ -78,11 +101,18 @@ class Dynamics(_AxisMember):
                 "A vector bias is shared by both half steps and needs equal widths; Received: "
                 f"channels={channels}, momentum_channels={momentum_channels}"
             )
-        shapes = {"kernel": self.operator.kernel_shape(channels, out)}
+        if self.bias == "per_stream" and self.num_streams != 2:
+            raise ValueError(
+                f"`bias='per_stream'` needs a two-stream dynamics; {type(self).__name__} has "
+                f"{self.num_streams} stream; Received: bias={self.bias!r}"
+            )
+        shapes = {"kernel": self.raw_kernel_shape(channels, out)}
         if self.bias == "scalar":
             shapes["bias"] = ()
         elif self.bias == "vector":
             shapes["bias"] = (out,)
+        elif self.bias == "per_stream":
+            shapes["bias"] = (out + channels,)  # [momentum half step (m), position half step (n)]
         return shapes
 
     def weight_initializers(self):
@@ -96,10 +126,16 @@ class Dynamics(_AxisMember):
         theta["kernel"] = self.parametrization.effective_kernel(self.operator, weights["kernel"])
         return theta
 
-    def _add_bias(self, x, theta):
+    def _add_bias(self, x, theta, stream="momentum"):
         if self.bias == "none":
             return x
-        return x + theta["bias"]
+        bias = theta["bias"]
+        if self.bias == "per_stream":
+            # `(m + n,)`: the first m entries for the momentum half step (width m), the last n
+            # for the position half step (width n).
+            width = x.shape[-1]
+            bias = bias[..., :width] if stream == "momentum" else bias[..., bias.shape[-1] - width :]
+        return x + bias
 
     def _linear(self, theta, y):
         return self.parametrization.apply(self.operator, theta["kernel"], y)
@@ -127,7 +163,12 @@ class HamiltonianTwoStream(Dynamics):
 
     The block operator `[[0, K], [-K^T, 0]]` is antisymmetric for any, also non-square, `K`:
     `Y` has `n` channels, `Z` has `m` (`momentum_channels`, default `n`), `K` is `n x m`.
-    The same bias is used in both half steps, as the paper prints it.
+    The same bias is used in both half steps, as the paper prints it (`bias="scalar"` or
+    `"vector"`). With `bias="per_stream"` each half step has its own bias vector, stored as one
+    `(m + n,)` weight `[b_z, b_y]`: the MS1-DNN of Galimberti et al. (2021, Sec. 2.3),
+    `z_{j+1} = z_j - h tanh(y_j K_j + b_{j,1})`, `y_{j+1} = y_j + h tanh(z_{j+1} K_j^T + b_{j,2})`
+    (their column form `K_{j,0}' y_j` is our `y_j K_j`), with `nf^2/4 + nf` weights per step
+    for `n = m = nf/2`.
     """
 
     num_streams = 2
@@ -141,23 +182,31 @@ class HamiltonianTwoStream(Dynamics):
         return ops.zeros(shape, dtype=y0.dtype)
 
     def momentum_rate(self, theta, y):
-        return -self._sigma(self._add_bias(self._linear(theta, y), theta))
+        return -self._sigma(self._add_bias(self._linear(theta, y), theta, "momentum"))
 
     def position_rate(self, theta, z):
-        return self._sigma(self._add_bias(self._linear_adjoint(theta, z), theta))
+        return self._sigma(self._add_bias(self._linear_adjoint(theta, z), theta, "position"))
 
 
 class _Symmetric(Dynamics):
     """Shared parts of the R&H 2018 symmetric layers: operator, activation, normalisation."""
 
     def __init__(
-        self, operator="conv", activation="relu", normalization="tv", epsilon=DEFAULT_TV_EPSILON
+        self, operator="conv", activation="relu", normalization="tv", epsilon=DEFAULT_TV_EPSILON,
+        bias="none",
     ):
-        super().__init__(operator, "free", activation, "none")
+        if bias not in ("none", "vector"):
+            raise ValueError(f"`bias` must be 'none' or 'vector'; Received: bias={bias!r}")
+        super().__init__(operator, "free", activation, bias)
         if normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"`normalization` must be one of {NORMALIZATIONS}; "
                 f"Received: normalization={normalization!r}"
+            )
+        if bias == "vector" and normalization is not None:
+            raise ValueError(
+                "The TV normalisation has its own bias; `bias='vector'` needs normalization=None; "
+                f"Received: bias={bias!r}, normalization={normalization!r}"
             )
         epsilon = float(epsilon)
         if not epsilon > 0:
@@ -166,18 +215,23 @@ class _Symmetric(Dynamics):
         self.epsilon = epsilon
 
     def get_config(self):
-        return {
+        config = {
             "operator": keras.saving.serialize_keras_object(self.operator),
             "activation": self.activation,
             "normalization": self.normalization,
             "epsilon": self.epsilon,
         }
+        if self.bias != "none":  # absent from older configs: "none"
+            config["bias"] = self.bias
+        return config
 
     def _shapes(self, channels, pair=()):
         shapes = {"kernel": (*pair, *self.operator.kernel_shape(channels, channels))}
         if self.normalization == "tv":
             shapes["norm_scale"] = (*pair, channels)
             shapes["norm_bias"] = (*pair, channels)
+        if self.bias == "vector":
+            shapes["bias"] = (*pair, channels)
         return shapes
 
     def weight_initializers(self):
@@ -185,11 +239,16 @@ class _Symmetric(Dynamics):
             return {"norm_scale": "ones", "norm_bias": "zeros"}  # scale 1, bias 0 (ref-code)
         return {}
 
-    def symmetric(self, kernel, y, scale=None, bias=None):
-        """`F_sym = -K^T sigma(N(K Y))` with one kernel for `K` and its exact adjoint `K^T`."""
+    def symmetric(self, kernel, y, scale=None, bias=None, offset=None):
+        """`F_sym = -K^T sigma(N(K Y) + c)` with one kernel for `K` and its exact adjoint `K^T`.
+
+        `scale`, `bias` are the TV-norm weights; `offset` is the plain bias `c` (no TV norm).
+        """
         z = self.operator.apply(kernel, y)
         if self.normalization == "tv":
             z = tv_norm(z, scale, bias, self.epsilon)
+        if offset is not None:
+            z = z + offset
         return -self.operator.adjoint(kernel, self._sigma(z))
 
 
@@ -212,13 +271,17 @@ class SymmetricLayer(_Symmetric):
         normalization: `"tv"` (Eq. 9, with per-step scale and bias, the default) or None
             (identity, as the stability theorems assume; no normalisation weights).
         epsilon: float > 0. TV-norm smoothing. Defaults to `1e-3` (the paper's value).
+        bias: `"none"` (default, the paper) or `"vector"`: a per-channel bias inside `sigma`,
+            `-K^T sigma(K Y + b)`; only with `normalization=None`.
     """
 
     def weight_shapes(self, channels, momentum_channels=None):
         return self._shapes(channels)
 
     def __call__(self, theta, y):
-        return self.symmetric(theta["kernel"], y, theta.get("norm_scale"), theta.get("norm_bias"))
+        return self.symmetric(
+            theta["kernel"], y, theta.get("norm_scale"), theta.get("norm_bias"), theta.get("bias")
+        )
 
 
 @_register
@@ -239,6 +302,13 @@ class SymmetricTwoStream(_Symmetric):
     one `(2, 3, 3, n, n)` per-step weight (index 0: `theta^(1)`, 1: `theta^(2)`), and so are
     the TV-norm scales and biases `(2, n)`: `9 n^2 * 2 + 4 n` weights per step (`n = w / 2`:
     `9 w^2 / 2 + 2 w`).
+
+    With `normalization=None`, `bias="vector"`, `activation="tanh"` and `Verlet(first="y")`
+    this is the MS3-DNN of Galimberti et al. (2021, Sec. 2.3; Chang et al. 2018), whose column
+    form `y_{j+1} = y_j + h K_{j,1}' tanh(K_{j,1} z_j + b_{j,1})`,
+    `z_{j+1} = z_j - h K_{j,2}' tanh(K_{j,2} y_{j+1} + b_{j,2})` is, in rows,
+    `Y += h tanh(Z W1 + b1) W1^T`, `Z -= h tanh(Y W2 + b2) W2^T` with `W1 = K_{j,1}'` stored at
+    index 1 and `W2 = K_{j,2}'` at index 0 (biases `(2, n)` alike): `nf^2/2 + nf` weights.
 
     Args: as `SymmetricLayer`.
     """
@@ -261,12 +331,13 @@ class SymmetricTwoStream(_Symmetric):
         return ops.zeros(shape, dtype=y0.dtype)
 
     def _layer(self, theta, index, y):
-        scale, bias = theta.get("norm_scale"), theta.get("norm_bias")
+        scale, bias, offset = theta.get("norm_scale"), theta.get("norm_bias"), theta.get("bias")
         return self.symmetric(
             theta["kernel"][index],
             y,
             None if scale is None else scale[index],
             None if bias is None else bias[index],
+            None if offset is None else offset[index],
         )
 
     def momentum_rate(self, theta, y):
@@ -274,3 +345,153 @@ class SymmetricTwoStream(_Symmetric):
 
     def position_rate(self, theta, z):
         return -self._layer(theta, 1, z)
+
+
+# === Galimberti, Xu & Ferrari Trecate 2021: Hamiltonian DNNs ===
+
+
+def interconnection_matrix(name, channels, dtype="float64"):
+    """The skew-symmetric interconnection `J` (Galimberti et al. 2021, Eq. 11) as a numpy array.
+
+    `"J1"`: `[[0, I], [-I, 0]]` with `I` of size `channels / 2` (needs `channels` even).
+    `"J2"`: `J_ik = +1` for `k > i`, `-1` for `k < i`, `0` on the diagonal (any `channels`).
+    """
+    if name not in INTERCONNECTIONS:
+        raise ValueError(f"`J` must be one of {INTERCONNECTIONS}; Received: J={name!r}")
+    n = int(channels)
+    if name == "J1":
+        if n % 2:
+            raise ValueError(
+                f"J1 = [[0, I], [-I, 0]] needs an even number of channels; Received: channels={n}"
+            )
+        half = n // 2
+        eye, zero = np.eye(half), np.zeros((half, half))
+        return np.block([[zero, eye], [-eye, zero]]).astype(dtype)
+    return (np.triu(np.ones((n, n)), 1) - np.tril(np.ones((n, n)), -1)).astype(dtype)
+
+
+@_register
+class HDNNLayer(Dynamics):
+    """`F(theta, Y) = tanh(Y K + b) K^T J^T`: the H-DNN of Galimberti et al. (2021, Eqs. 8-11).
+
+    The paper's column form is `ydot = J K' tanh(K y + b)`, the gradient flow of the
+    time-varying Hamiltonian `H(y, t) = sum_i log cosh((K(t) y + b(t))_i)` (Eq. 8) under a
+    skew-symmetric interconnection `J = -J'` (Eq. 7): `dH/dy = K' tanh(K y + b)` (Eq. 9). With
+    rows as examples the kernel stored here is the paper's `K'` (the operator computes `Y K`,
+    which is the paper's `K y`), and `J` acts on the channel axis from the right as `J^T`.
+    Forward Euler on it is Eq. 11, `Y_{j+1} = Y_j + h tanh(Y_j K_j + b_j) K_j^T J^T`: the
+    H1-DNN with `J = J1 = [[0, I], [-I, 0]]` and the H2-DNN with `J = J2` (ones above the
+    diagonal, minus ones below), `nf^2 + nf` weights per step (square `K`, vector `b`).
+
+    The Jacobian in the paper's layout (Eq. 16) is `K' D K J'` with `D = diag(tanh'(K y + b))`;
+    its eigenvalues are purely imaginary (Lemma 3), so a forward-Euler step has Jacobian
+    eigenvalues `1 + i h w` and `||dY_N/dY_j||_2 >= 1` for any weights (notes, 2.7(2)).
+
+    With a convolution operator `K` is a 3x3 (or `kernel_size`) convolution and `K^T` its exact
+    adjoint; `Conv2DOperator(kernel_size=1)` gives the per-pixel block of the authors' MNIST code.
+    `J` always mixes channels pixel by pixel.
+
+    Args:
+        J: `"J1"` (default; needs an even width) or `"J2"`.
+        operator: `Operator` or name. Defaults to `"dense"`.
+        parametrization: of `K`. Defaults to `"free"` (the paper).
+        activation: defaults to `"tanh"`; only `tanh` makes `F` the Hamiltonian vector field of
+            the log-cosh energy (`hamiltonian`).
+        bias: `"vector"` (default, the paper), `"scalar"` or `"none"`.
+    """
+
+    def __init__(self, J="J1", operator="dense", parametrization="free", activation="tanh",
+                 bias="vector"):
+        if J not in INTERCONNECTIONS:
+            raise ValueError(f"`J` must be one of {INTERCONNECTIONS}; Received: J={J!r}")
+        if bias == "per_stream":
+            raise ValueError("HDNNLayer has one stream; Received: bias='per_stream'")
+        super().__init__(operator, parametrization, activation, bias)
+        self.J = J
+
+    def get_config(self):
+        return {"J": self.J, **super().get_config()}
+
+    def weight_shapes(self, channels, momentum_channels=None):
+        interconnection_matrix(self.J, channels)  # validates the width for J1
+        return super().weight_shapes(channels, momentum_channels)
+
+    def interconnect(self, v):
+        """`v J^T` on the channel axis (the paper's `J v`)."""
+        j = interconnection_matrix(self.J, v.shape[-1], dtype="float64")
+        return ops.matmul(v, ops.convert_to_tensor(j.T, dtype=v.dtype))
+
+    def hamiltonian_gradient(self, theta, y):
+        """`dH/dY = tanh(Y K + b) K^T` (the paper's `K' tanh(K y + b)`, Eq. 9)."""
+        return self._linear_adjoint(theta, self._sigma(self._add_bias(self._linear(theta, y), theta)))
+
+    def hamiltonian(self, theta, y):
+        """`H = sum log cosh(Y K + b)` per example (Eq. 8), summed over all but the batch axis."""
+        a = self._add_bias(self._linear(theta, y), theta)
+        a = ops.abs(a)
+        log_cosh = a + ops.log1p(ops.exp(-2.0 * a)) - math.log(2.0)
+        return ops.sum(ops.reshape(log_cosh, (ops.shape(log_cosh)[0], -1)), axis=-1)
+
+    def __call__(self, theta, y):
+        return self.interconnect(self.hamiltonian_gradient(theta, y))
+
+
+@_register
+class SkewSymmetric(Parametrization):
+    """`K = -K^T` stored as its free entries only: `n (n - 1) / 2` weights for a dense `n x n`.
+
+    The MS2-DNN of Galimberti et al. (2021, Sec. 2.3) has skew-symmetric `K_j` and counts
+    `(nf^2 + nf) / 2` weights per layer (Table 1), i.e. the free skew entries plus the bias:
+    `Antisymmetric(gamma=0)`, `(W - W^T) / 2`, spends `n^2` raw weights on the same matrices.
+    The raw variable is a vector `theta` of the free entries: for every pair of kernel entries
+    that the operator adjoint swaps (`i < sigma(i)`), `K[i] = theta_k` and `K[sigma(i)] =
+    -theta_k`; entries the adjoint maps to themselves (the diagonal; for a convolution the
+    centre tap's channel diagonal) are 0. Works for any operator whose adjoint kernel is a
+    permutation of the entries (dense: transpose; convolution: spatial flip and channel swap),
+    so `K + K^T = 0` holds exactly. No `gamma` shift (MS2 has none).
+    """
+
+    requires_square = True
+
+    def _layout(self, operator, kernel_shape):
+        """`(take, sign)`: flat kernel entry m is `sign[m] * [theta, 0][take[m]]`."""
+        size = math.prod(kernel_shape)
+        index = np.arange(size, dtype="int64").reshape(kernel_shape)
+        # The adjoint's entry permutation, read off by applying it to the entry numbers. It is a
+        # constant: compute it eagerly even when called while tracing a graph.
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            with tf.init_scope():
+                partner = np.asarray(operator.adjoint_kernel(tf.constant(index)))
+        else:
+            partner = ops.convert_to_numpy(operator.adjoint_kernel(ops.convert_to_tensor(index)))
+        partner = partner.reshape(-1)
+        free = np.flatnonzero(np.arange(size) < partner)
+        take = np.full(size, len(free), dtype="int64")  # the appended zero
+        sign = np.zeros(size)
+        take[free], sign[free] = np.arange(len(free)), 1.0
+        take[partner[free]], sign[partner[free]] = np.arange(len(free)), -1.0
+        return take, sign
+
+    def raw_shape(self, operator, kernel_shape):
+        take, _ = self._layout(operator, kernel_shape)
+        return (int(take.max()),)
+
+    def _kernel_shape(self, operator, num_free):
+        for channels in itertools.count(1):
+            shape = operator.kernel_shape(channels, channels)
+            if self.raw_shape(operator, shape)[0] >= num_free:
+                if self.raw_shape(operator, shape)[0] != num_free:
+                    raise ValueError(
+                        f"{num_free} free entries fit no square {type(operator).__name__} kernel"
+                    )
+                return shape
+
+    def effective_kernel(self, operator, raw):
+        raw = ops.convert_to_tensor(raw)
+        shape = self._kernel_shape(operator, raw.shape[-1])
+        take, sign = self._layout(operator, shape)
+        padded = ops.concatenate([raw, ops.zeros_like(raw[..., :1])], axis=-1)
+        flat = ops.take(padded, take, axis=-1) * ops.convert_to_tensor(sign, dtype=raw.dtype)
+        return ops.reshape(flat, (*raw.shape[:-1], *shape))

@@ -2,4 +2,5 @@
 
 from zoo.models import haber_ruthotto  # noqa: F401
 from zoo.models import ruthotto_haber  # noqa: F401
+from zoo.models import galimberti  # noqa: F401
 from zoo.models import liu_markowich  # noqa: F401

@@ -30,12 +30,11 @@ from zoo.dynamics import (
     HamiltonianTwoStream,
     HDNNLayer,
     SingleLayer,
-    SkewSymmetric,
     SymmetricLayer,
     interconnection_matrix,
 )
 from zoo.integrators import Verlet
-from zoo.operators import Conv2DOperator, DenseOperator
+from zoo.operators import Conv2DOperator, DenseOperator, SkewSymmetric
 
 HDNN_BLOCKS = {"h1": h1_block, "h2": h2_block, "ms1": ms1_block, "ms2": ms2_block, "ms3": ms3_block}
 PARAMS_PER_LAYER_NF4 = {"h1": 20, "h2": 20, "ms1": 8, "ms2": 10, "ms3": 12}  # Table 1, last row

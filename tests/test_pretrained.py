@@ -1,7 +1,6 @@
 """Pretrained entries (issue 9): cards, checksums, offline and file:// loading, fine-tuning."""
 
 import json
-import pathlib
 import shutil
 
 import keras

@@ -1,7 +1,6 @@
 """Reduced versions of the H&R 2017 recipes (each under a minute) and the gradient-norm check."""
 
 import json
-import os
 
 import keras
 import numpy as np

@@ -13,6 +13,11 @@ Public interface (DESIGN.md section 7)::
 from zoo.blocks import (
     ODEBlock,
     antisymmetric_block,
+    h1_block,
+    h2_block,
+    ms1_block,
+    ms2_block,
+    ms3_block,
     hamiltonian_cnn_block,
     leapfrog_block,
     parabolic_cnn_block,
@@ -21,7 +26,7 @@ from zoo.blocks import (
     verlet_block,
 )
 from zoo.constraints import BoxConstraint
-from zoo.dynamics import HamiltonianTwoStream, SingleLayer, SymmetricLayer, SymmetricTwoStream
+from zoo.dynamics import HamiltonianTwoStream, HDNNLayer, SingleLayer, SymmetricLayer, SymmetricTwoStream
 from zoo.integrators import ForwardEuler, Leapfrog, Verlet
 from zoo.operators import (
     Antisymmetric,
@@ -29,6 +34,7 @@ from zoo.operators import (
     DenseOperator,
     Free,
     NegativeSemidefinite,
+    SkewSymmetric,
 )
 from zoo.normalization import TVNormalization, tv_norm
 from zoo.pretrained import card, load
@@ -49,6 +55,13 @@ __all__ = [
     "parabolic_cnn_block",
     "hamiltonian_cnn_block",
     "second_order_cnn_block",
+    "h1_block",
+    "h2_block",
+    "ms1_block",
+    "ms2_block",
+    "ms3_block",
+    "HDNNLayer",
+    "SkewSymmetric",
     "SingleLayer",
     "HamiltonianTwoStream",
     "SymmetricLayer",

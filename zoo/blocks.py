@@ -21,14 +21,13 @@ from zoo.dynamics import (
     HamiltonianTwoStream,
     HDNNLayer,
     SingleLayer,
-    SkewSymmetric,
     SymmetricLayer,
     SymmetricTwoStream,
 )
 from zoo.initializers import StepwiseGlorotUniform
 from zoo.integrators import FeedForward, ForwardEuler, Leapfrog, Verlet, get_integrator
 from zoo.normalization import DEFAULT_TV_EPSILON
-from zoo.operators import DEFAULT_GAMMA, Antisymmetric, NegativeSemidefinite
+from zoo.operators import DEFAULT_GAMMA, Antisymmetric, NegativeSemidefinite, SkewSymmetric
 
 __all__ = [
     "ODEBlock",

@@ -18,15 +18,13 @@ of Galimberti et al. are existing members with per-stream or vector biases (see 
 Rows are examples (see `zoo.operators`): the papers' column form `sigma(K y + b)` is written
 `sigma(Y K + b)` here.
 
-One parametrisation lives here rather than in `zoo.operators` because it needs a raw variable
-whose shape differs from the kernel's: `SkewSymmetric` (a skew kernel stored as its free entries,
-the MS2-DNN of Galimberti et al. with `(n^2 - n) / 2` kernel weights). `Dynamics` asks a
-parametrisation for `raw_shape(operator, kernel_shape)` when it has one.
+A parametrisation whose raw variable differs in shape from the kernel (`zoo.operators.SkewSymmetric`,
+the MS2-DNN's skew kernel stored as its `(n^2 - n) / 2` free entries) says so through
+`raw_shape(operator, kernel_shape)`, which `Dynamics` asks for when it exists.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 
 import keras
@@ -34,7 +32,7 @@ import numpy as np
 from keras import ops
 
 from zoo.normalization import DEFAULT_TV_EPSILON, tv_norm
-from zoo.operators import Parametrization, _AxisMember, _register, get_operator, get_parametrization
+from zoo.operators import _AxisMember, _register, get_operator, get_parametrization
 
 __all__ = [
     "Dynamics",
@@ -43,7 +41,6 @@ __all__ = [
     "SymmetricLayer",
     "SymmetricTwoStream",
     "HDNNLayer",
-    "SkewSymmetric",
     "interconnection_matrix",
     "BIAS_MODES",
     "NORMALIZATIONS",
@@ -434,64 +431,3 @@ class HDNNLayer(Dynamics):
 
     def __call__(self, theta, y):
         return self.interconnect(self.hamiltonian_gradient(theta, y))
-
-
-@_register
-class SkewSymmetric(Parametrization):
-    """`K = -K^T` stored as its free entries only: `n (n - 1) / 2` weights for a dense `n x n`.
-
-    The MS2-DNN of Galimberti et al. (2021, Sec. 2.3) has skew-symmetric `K_j` and counts
-    `(nf^2 + nf) / 2` weights per layer (Table 1), i.e. the free skew entries plus the bias:
-    `Antisymmetric(gamma=0)`, `(W - W^T) / 2`, spends `n^2` raw weights on the same matrices.
-    The raw variable is a vector `theta` of the free entries: for every pair of kernel entries
-    that the operator adjoint swaps (`i < sigma(i)`), `K[i] = theta_k` and `K[sigma(i)] =
-    -theta_k`; entries the adjoint maps to themselves (the diagonal; for a convolution the
-    centre tap's channel diagonal) are 0. Works for any operator whose adjoint kernel is a
-    permutation of the entries (dense: transpose; convolution: spatial flip and channel swap),
-    so `K + K^T = 0` holds exactly. No `gamma` shift (MS2 has none).
-    """
-
-    requires_square = True
-
-    def _layout(self, operator, kernel_shape):
-        """`(take, sign)`: flat kernel entry m is `sign[m] * [theta, 0][take[m]]`."""
-        size = math.prod(kernel_shape)
-        index = np.arange(size, dtype="int64").reshape(kernel_shape)
-        # The adjoint's entry permutation, read off by applying it to the entry numbers. It is a
-        # constant: compute it eagerly even when called while tracing a graph.
-        if keras.backend.backend() == "tensorflow":
-            import tensorflow as tf
-
-            with tf.init_scope():
-                partner = np.asarray(operator.adjoint_kernel(tf.constant(index)))
-        else:
-            partner = ops.convert_to_numpy(operator.adjoint_kernel(ops.convert_to_tensor(index)))
-        partner = partner.reshape(-1)
-        free = np.flatnonzero(np.arange(size) < partner)
-        take = np.full(size, len(free), dtype="int64")  # the appended zero
-        sign = np.zeros(size)
-        take[free], sign[free] = np.arange(len(free)), 1.0
-        take[partner[free]], sign[partner[free]] = np.arange(len(free)), -1.0
-        return take, sign
-
-    def raw_shape(self, operator, kernel_shape):
-        take, _ = self._layout(operator, kernel_shape)
-        return (int(take.max()),)
-
-    def _kernel_shape(self, operator, num_free):
-        for channels in itertools.count(1):
-            shape = operator.kernel_shape(channels, channels)
-            if self.raw_shape(operator, shape)[0] >= num_free:
-                if self.raw_shape(operator, shape)[0] != num_free:
-                    raise ValueError(
-                        f"{num_free} free entries fit no square {type(operator).__name__} kernel"
-                    )
-                return shape
-
-    def effective_kernel(self, operator, raw):
-        raw = ops.convert_to_tensor(raw)
-        shape = self._kernel_shape(operator, raw.shape[-1])
-        take, sign = self._layout(operator, shape)
-        padded = ops.concatenate([raw, ops.zeros_like(raw[..., :1])], axis=-1)
-        flat = ops.take(padded, take, axis=-1) * ops.convert_to_tensor(sign, dtype=raw.dtype)
-        return ops.reshape(flat, (*raw.shape[:-1], *shape))

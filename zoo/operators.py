@@ -23,7 +23,11 @@ Parametrisations map raw trainable variables to the kernel the operator applies:
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import keras
+import numpy as np
 from keras import ops
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "Free",
     "Antisymmetric",
     "NegativeSemidefinite",
+    "SkewSymmetric",
     "get_operator",
     "get_parametrization",
     "DEFAULT_GAMMA",
@@ -261,3 +266,64 @@ def get_operator(value):
 def get_parametrization(value):
     """`"free"`, `"antisymmetric"`, `"negative_semidefinite"`, a `Parametrization` or config."""
     return _resolve(value, _PARAMETRIZATIONS, Parametrization, "parametrization")
+
+
+@_register
+class SkewSymmetric(Parametrization):
+    """`K = -K^T` stored as its free entries only: `n (n - 1) / 2` weights for a dense `n x n`.
+
+    The MS2-DNN of Galimberti et al. (2021, Sec. 2.3) has skew-symmetric `K_j` and counts
+    `(nf^2 + nf) / 2` weights per layer (Table 1), i.e. the free skew entries plus the bias:
+    `Antisymmetric(gamma=0)`, `(W - W^T) / 2`, spends `n^2` raw weights on the same matrices.
+    The raw variable is a vector `theta` of the free entries: for every pair of kernel entries
+    that the operator adjoint swaps (`i < sigma(i)`), `K[i] = theta_k` and `K[sigma(i)] =
+    -theta_k`; entries the adjoint maps to themselves (the diagonal; for a convolution the
+    centre tap's channel diagonal) are 0. Works for any operator whose adjoint kernel is a
+    permutation of the entries (dense: transpose; convolution: spatial flip and channel swap),
+    so `K + K^T = 0` holds exactly. No `gamma` shift (MS2 has none).
+    """
+
+    requires_square = True
+
+    def _layout(self, operator, kernel_shape):
+        """`(take, sign)`: flat kernel entry m is `sign[m] * [theta, 0][take[m]]`."""
+        size = math.prod(kernel_shape)
+        index = np.arange(size, dtype="int64").reshape(kernel_shape)
+        # The adjoint's entry permutation, read off by applying it to the entry numbers. It is a
+        # constant: compute it eagerly even when called while tracing a graph.
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            with tf.init_scope():
+                partner = np.asarray(operator.adjoint_kernel(tf.constant(index)))
+        else:
+            partner = ops.convert_to_numpy(operator.adjoint_kernel(ops.convert_to_tensor(index)))
+        partner = partner.reshape(-1)
+        free = np.flatnonzero(np.arange(size) < partner)
+        take = np.full(size, len(free), dtype="int64")  # the appended zero
+        sign = np.zeros(size)
+        take[free], sign[free] = np.arange(len(free)), 1.0
+        take[partner[free]], sign[partner[free]] = np.arange(len(free)), -1.0
+        return take, sign
+
+    def raw_shape(self, operator, kernel_shape):
+        take, _ = self._layout(operator, kernel_shape)
+        return (int(take.max()),)
+
+    def _kernel_shape(self, operator, num_free):
+        for channels in itertools.count(1):
+            shape = operator.kernel_shape(channels, channels)
+            if self.raw_shape(operator, shape)[0] >= num_free:
+                if self.raw_shape(operator, shape)[0] != num_free:
+                    raise ValueError(
+                        f"{num_free} free entries fit no square {type(operator).__name__} kernel"
+                    )
+                return shape
+
+    def effective_kernel(self, operator, raw):
+        raw = ops.convert_to_tensor(raw)
+        shape = self._kernel_shape(operator, raw.shape[-1])
+        take, sign = self._layout(operator, shape)
+        padded = ops.concatenate([raw, ops.zeros_like(raw[..., :1])], axis=-1)
+        flat = ops.take(padded, take, axis=-1) * ops.convert_to_tensor(sign, dtype=raw.dtype)
+        return ops.reshape(flat, (*raw.shape[:-1], *shape))

@@ -16,7 +16,6 @@ import os
 import time
 
 import keras
-import numpy as np
 
 import zoo
 from training.callbacks import TqdmEpochs

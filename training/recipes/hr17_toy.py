@@ -17,7 +17,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 import zoo
 from training.callbacks import StepGradientNorms, TqdmEpochs

@@ -10,10 +10,10 @@ import pytest
 import zoo
 from markers import needs_fashion_mnist
 from zoo import hub
-from zoo.cards import validate_card
+from zoo.cards import validate_card, weights_file
 
 ENTRIES = zoo.list_models(pretrained=True)
-SMALLEST = min(ENTRIES, key=lambda n: zoo.card(n)["files"]["weights"]["bytes"]) if ENTRIES else None
+SMALLEST = min(ENTRIES, key=lambda n: weights_file(zoo.card(n))["bytes"]) if ENTRIES else None
 
 
 def test_there_are_pretrained_entries():
@@ -24,7 +24,7 @@ def test_there_are_pretrained_entries():
 def test_every_file_is_listed_in_its_card_with_its_sha256(name):
     card = validate_card(zoo.card(name))
     directory = hub.LOCAL_ROOT / name
-    listed = {f["path"]: f for f in card["files"].values()}
+    listed = card["files"]
     on_disk = {p.name for p in directory.iterdir()} - {"card.json", "README.md"}
     assert on_disk == set(listed), f"unlisted or missing files in {directory}"
     for path, entry in listed.items():
@@ -107,7 +107,7 @@ def test_tampered_weights_from_a_url_are_refused_and_not_cached(tmp_path, monkey
     with pytest.raises(hub.ChecksumError) as info:
         zoo.load(SMALLEST)
     message = str(info.value)
-    assert "model.weights.h5" in message and card["files"]["weights"]["sha256"] in message
+    assert "model.weights.h5" in message and weights_file(card)["sha256"] in message
     assert hub.sha256_of(entry / "model.weights.h5") in message
     leftovers = [p.name for p in (tmp_path / "cache" / SMALLEST).iterdir()]
     assert leftovers == ["card.json"], leftovers
@@ -127,7 +127,7 @@ def test_a_stale_cached_copy_is_replaced(tmp_path, monkeypatch):
     zoo.load(SMALLEST)
     _tamper(tmp_path / SMALLEST / "model.weights.h5")
     zoo.load(SMALLEST)  # re-fetched, verified
-    expected = zoo.card(SMALLEST)["files"]["weights"]["sha256"]
+    expected = weights_file(zoo.card(SMALLEST))["sha256"]
     assert hub.sha256_of(tmp_path / SMALLEST / "model.weights.h5") == expected
 
 
@@ -155,3 +155,10 @@ def test_fine_tuning_improves_on_the_rotated_task():
                key=lambda n: zoo.card(n)["trainable_params"])
     r = fine_tune(name, task="rotated", epochs=1, train_size=1000, progress=False)
     assert r["after"]["accuracy"] > r["before"]["accuracy"] + 0.05, r
+
+
+def test_card_must_list_its_weights_file():
+    card = json.loads((hub.LOCAL_ROOT / SMALLEST / "card.json").read_text())
+    card["weights"] = "other.weights.h5"
+    with pytest.raises(ValueError, match="'other.weights.h5' is not listed in 'files'"):
+        validate_card(card)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import pathlib
 
 import zoo
+from zoo.cards import weights_file
 
 __all__ = ["render", "main"]
 
@@ -28,7 +29,7 @@ def render():
     ]
     for name in zoo.list_models(pretrained=True):
         card = zoo.card(name)
-        m, w, t = card["metrics"], card["files"]["weights"], card.get("training", {})
+        m, w, t = card["metrics"], weights_file(card), card.get("training", {})
         minutes = f"{t['seconds'] / 60:.0f} min" if t.get("seconds") else "-"
         lines.append(
             f"| `{name}` | {card['family']} | `{card['architecture']}` | {card['dataset']['name']} | "

@@ -6,7 +6,8 @@
     family, paper, dataset{name, split, input, classes}
     metrics{accuracy, loss, split, num_examples, best_val_accuracy}
     trainable_params, total_params
-    files{weights{path, sha256, bytes}}
+    weights                             # the name of the weights file (a key of `files`)
+    files{<file name>: {sha256, bytes}} # every file of the entry, keyed by its name
     recipe, training{seconds, epochs, hardware, date}, versions{...}
 
 `README.md` beside it is the human card, generated from the same dict.
@@ -18,7 +19,7 @@ import json
 import os
 import tempfile
 
-__all__ = ["REQUIRED_FIELDS", "validate_card", "write_card", "card_markdown"]
+__all__ = ["REQUIRED_FIELDS", "validate_card", "weights_file", "write_card", "card_markdown"]
 
 REQUIRED_FIELDS = {
     "name": str,
@@ -28,6 +29,7 @@ REQUIRED_FIELDS = {
     "dataset": dict,
     "metrics": dict,
     "trainable_params": int,
+    "weights": str,
     "files": dict,
     "recipe": str,
 }
@@ -46,12 +48,20 @@ def validate_card(card, source="card"):
             problems.append(f"field {field!r} must be {kind.__name__}, got {type(card[field]).__name__}")
     if isinstance(card.get("metrics"), dict):
         problems += [f"missing metrics.{m}" for m in REQUIRED_METRICS if m not in card["metrics"]]
-    weights = card.get("files", {}).get("weights") if isinstance(card.get("files"), dict) else None
-    if not isinstance(weights, dict) or not {"path", "sha256"} <= set(weights):
-        problems.append("files.weights must give 'path' and 'sha256'")
+    files = card.get("files") if isinstance(card.get("files"), dict) else {}
+    for name, entry in files.items():
+        if not isinstance(entry, dict) or "sha256" not in entry:
+            problems.append(f"files[{name!r}] must give its 'sha256'")
+    if isinstance(card.get("weights"), str) and card["weights"] not in files:
+        problems.append(f"the weights file {card['weights']!r} is not listed in 'files'")
     if problems:
         raise ValueError(f"{source} is invalid: " + "; ".join(problems))
     return card
+
+
+def weights_file(card):
+    """`{"path", "sha256", "bytes"}` of the entry's weights file."""
+    return {"path": card["weights"], **card["files"][card["weights"]]}
 
 
 def _atomic_write(text, path):
@@ -71,7 +81,7 @@ def write_card(card, directory):
 
 def card_markdown(card):
     m = card["metrics"]
-    w = card["files"]["weights"]
+    w = weights_file(card)
     lines = [
         f"# {card['name']}",
         "",

@@ -14,13 +14,14 @@ __all__ = ["main"]
 
 def _pretrained_rows():
     import zoo
+    from zoo.cards import weights_file
 
     rows = []
     for name in zoo.list_models(pretrained=True):
         card = zoo.card(name)
         m = card["metrics"]
         rows.append((name, card["family"], card["dataset"]["name"], card["trainable_params"],
-                     card["files"]["weights"].get("bytes", 0), m["split"], m["accuracy"]))
+                     weights_file(card).get("bytes", 0), m["split"], m["accuracy"]))
     return rows
 
 

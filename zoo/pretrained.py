@@ -14,7 +14,7 @@ from __future__ import annotations
 import keras
 
 from zoo import hub
-from zoo.cards import validate_card
+from zoo.cards import validate_card, weights_file
 from zoo.registry import create
 
 __all__ = ["load", "card", "replace_head", "set_body_trainable"]
@@ -37,7 +37,7 @@ def load(name, num_classes=None, trainable_blocks=True):
         trainable_blocks: False freezes every layer except the head.
     """
     entry = card(name)
-    weights = entry["files"]["weights"]
+    weights = weights_file(entry)
     path = hub.fetch_file(name, weights["path"], weights["sha256"])
     model = create(entry["architecture"], **entry["config"])
     model.load_weights(str(path))

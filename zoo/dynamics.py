@@ -138,6 +138,8 @@ class Dynamics(_AxisMember):
         return self.parametrization.apply(self.operator, theta["kernel"], y)
 
     def _linear_adjoint(self, theta, z):
+        if "kernel_adjoint" in theta:  # precomputed `K^T` of an exported (folded) block
+            return self.operator.apply(theta["kernel_adjoint"], z)
         return self.parametrization.adjoint(self.operator, theta["kernel"], z)
 
 

@@ -62,7 +62,7 @@ def _loss_and_metric(num_classes):
 
 
 def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=None, lr=1e-2, seed=0,
-        subsample=None):
+        subsample=None, level_lr_factor=0.5):
     """Train one network on one toy set over `levels`; write logs, figures, results.json."""
     seed_everything(seed)
     setting = TOY_SETTINGS[dataset]
@@ -95,14 +95,14 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=Non
     steps_per_epoch = int(np.ceil(len(x_tr) / batch_size))
 
     def optimizer():
-        # A finer level starts from prolongated weights: halve the step per level (floor lr/8)
+        # A finer level starts from prolongated weights: shrink the step per level (floor lr/8)
         # and clip the gradient norm, so Adam refines the warm start instead of leaving it
         # (with a constant 1e-2 the ellipses ResNet collapsed to one class at N = 32). Within a
         # level the step decays to 1% on a cosine: the paper's Newton-type solver converges
         # each level, and a constant Adam step left the 2-D sets under-fitted (train < val).
         level = next(level_counter)
         schedule = keras.optimizers.schedules.CosineDecay(
-            lr * max(0.5**level, 0.125), int(epochs_list[level]) * steps_per_epoch, alpha=0.01
+            lr * max(level_lr_factor**level, 0.125), int(epochs_list[level]) * steps_per_epoch, alpha=0.01
         )
         return keras.optimizers.Adam(schedule, clipnorm=1.0)
 
@@ -120,7 +120,7 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=Non
     np.save(os.path.join(out_dir, "grad_norms_final.npy"), norms)
     summary = {
         "dataset": dataset, "network": network, "T": setting.T, "alpha": setting.alpha, "width": width,
-        "optimizer": f"Adam(cosine decay from lr={lr} * max(0.5**level, 1/8) to 1% per level, clipnorm=1)", "batch_size": batch_size, "epochs_per_level": list(np.atleast_1d(epochs).tolist()), "seed": seed,
+        "optimizer": f"Adam(cosine decay from lr={lr} * max({level_lr_factor}**level, 1/8) to 1% per level, clipnorm=1)", "batch_size": batch_size, "epochs_per_level": list(np.atleast_1d(epochs).tolist()), "seed": seed,
         "n_train": int(len(x_tr)), "n_val": int(len(x_va)), "seconds": elapsed,
         "levels": [r.as_dict() | {"history": None} for r in records],
         "grad_ratio_final": float(norms[0] / norms[-1]),
@@ -168,16 +168,31 @@ def main(argv=None):
     parser.add_argument("--out", default="runs/hr17_toy")
     parser.add_argument("--epochs", type=int, nargs="+", default=list(DEFAULT_EPOCHS),
                         help="epochs per level: one value for all levels, or one per level")
+    parser.add_argument("--min-depth", type=int, default=4,
+                        help="first level; at T = 20 the coarse levels (h = 5 at N = 4) do not resolve the ODE, "
+                             "so prolongating them loses accuracy, and starting at N = 32 avoids that")
     parser.add_argument("--max-depth", type=int, default=1024)
+    parser.add_argument("--level-lr-factor", type=float, default=0.5,
+                        help="learning rate multiplier per level (floor 1/8)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 levels, 3 epochs, 256 points")
     args = parser.parse_args(argv)
     if args.quick:
         summary = run(args.dataset, args.network, args.out, levels=(4, 8), epochs=3, subsample=256, seed=args.seed)
     else:
-        levels = tuple(n for n in FULL_LEVELS if n <= args.max_depth)
-        epochs = args.epochs * len(levels) if len(args.epochs) == 1 else args.epochs[: len(levels)]
-        summary = run(args.dataset, args.network, args.out, levels=levels, epochs=epochs, seed=args.seed)
+        levels = tuple(n for n in FULL_LEVELS if args.min_depth <= n <= args.max_depth)
+        if not levels:
+            parser.error(f"no level between --min-depth {args.min_depth} and --max-depth {args.max_depth}")
+        if len(args.epochs) == 1:
+            epochs = args.epochs * len(levels)
+        elif len(args.epochs) == len(FULL_LEVELS):  # one per N = 4 ... 1024: keep those of the run's levels
+            epochs = [e for n, e in zip(FULL_LEVELS, args.epochs) if n in levels]
+        else:
+            epochs = args.epochs
+        if len(epochs) != len(levels):
+            parser.error(f"--epochs gives {len(epochs)} values for {len(levels)} levels {levels}")
+        summary = run(args.dataset, args.network, args.out, levels=levels, epochs=epochs, seed=args.seed,
+                      level_lr_factor=args.level_lr_factor)
     for rec in summary["levels"]:
         print(f"N={rec['depth']:5d}  best val acc {rec['val_accuracy']:.4f}  "
               f"after prolongation {rec['val_accuracy_after_prolongation']}")

@@ -81,6 +81,8 @@ def build_conv_classifier(
     num_classes=10, head_regularizer=None, name=None, **block_args,
 ):
     """The Sec. 4.2 network: normalise, linear 3x3 conv 1 -> `width`, one block, flat head."""
+    if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+        raise ValueError(f"`depth` must be an int >= 0 (0: Table 2's baseline); Received: depth={depth!r}")
     if T is None:
         if h is None:
             h = MNIST_STEP.get(network)
@@ -97,8 +99,9 @@ def build_conv_classifier(
         1.0 / (255.0 * _MNIST_STD), offset=-_MNIST_MEAN / _MNIST_STD, name="normalize"
     )(inputs)
     x = keras.layers.Conv2D(width, 3, padding="same", name="opening")(x)  # linear lifting
-    operator = Conv2DOperator(kernel_size=block_kernel_size)
-    x = _block(network, depth, T, operator, "block", **block_args)(x)
+    if depth > 0:  # depth 0: Table 2's baseline, the linear conv straight into the head
+        operator = Conv2DOperator(kernel_size=block_kernel_size)
+        x = _block(network, depth, T, operator, "block", **block_args)(x)
     logits = classifier_head(x, num_classes, flatten=True, kernel_regularizer=head_regularizer)
     return keras.Model(inputs, logits, name=name or f"galimberti_{network}_conv")
 

@@ -1,0 +1,1 @@
+"""Deployment artefacts and their proofs: SavedModel, ONNX, LiteRT, quantisation, parity, footprint."""

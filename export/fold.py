@@ -1,0 +1,128 @@
+"""The inference graph exporters convert: every block's weights folded into constants, steps unrolled.
+
+A trained `ODEBlock` computes its effective per-step weights (antisymmetric `(W - W^T - gamma I)/2`,
+time-invariant broadcasts, ...) from its raw variables on every call, then loops over the steps
+with a scan. Converted as is, ONNX gets those parametrisations as run-time Transpose/Sub ops and
+the scan as a `Loop` whose body slices the weights per step (DESIGN.md section 3: a `Loop` ran
+2x slower than an unrolled graph in ONNX Runtime). `fold_model` clones a model with every
+`ODEBlock` replaced by a `FoldedODEBlock` that holds the effective weights as they are now and
+runs the steps as a Python loop: once the converter freezes the weights, every per-step slice and
+every kernel transform (the adjoint convolution's flipped kernel) is an op on constants, which
+the converter's constant folding removes. The parity tests prove the folded model computes what
+the original does.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from zoo.blocks import ODEBlock
+from zoo.depth_loop import fold_steps
+from zoo.operators import Parametrization
+
+__all__ = ["FoldedODEBlock", "fold_model"]
+
+
+@keras.saving.register_keras_serializable(package="stable_zoo")
+class FoldedODEBlock(ODEBlock):
+    """An `ODEBlock` for inference: fixed effective weights, steps unrolled, no parametrisation.
+
+    Args:
+        effective_shapes: dict name -> shape of the effective per-step weights `(N, ...)`.
+        **kwargs: the `ODEBlock` arguments (integrator, dynamics, depth, T, ...).
+
+    Build it with `FoldedODEBlock.from_block(block)`; the weights are non-trainable.
+    """
+
+    def __init__(self, effective_shapes, unroll=True, **kwargs):
+        super().__init__(**kwargs)
+        self.effective_shapes = {k: tuple(int(d) for d in v) for k, v in effective_shapes.items()}
+        self.unroll = bool(unroll)
+        self._pending_values = None
+
+    @classmethod
+    def from_block(cls, block, unroll=True):
+        """Fold a built `block`; `unroll=False` keeps the steps in a loop (an ONNX `Loop`)."""
+        if not block.built:
+            raise ValueError(f"Block {block.name!r} is not built: call the model once before folding it")
+        theta = {k: keras.ops.convert_to_numpy(v) for k, v in block.effective_weights().items()}
+        if theta.get("bias") is not None and theta["bias"].ndim == 1:
+            # One scalar bias per step: keep a channel axis of 1 (same broadcast), because
+            # tf2onnx's transpose optimiser fails on 0-d constants added after a convolution.
+            theta["bias"] = theta["bias"][:, None]
+        parametrization = block.dynamics.parametrization
+        if not unroll and type(parametrization).adjoint is Parametrization.adjoint:
+            # In a loop the converter cannot fold per-step weight transforms: store `K^T` too.
+            theta["kernel_adjoint"] = keras.ops.convert_to_numpy(
+                block.operator.adjoint_kernel(theta["kernel"]))
+        config = block.get_config()
+        folded = cls(effective_shapes={k: v.shape for k, v in theta.items()}, unroll=unroll, **config)
+        folded._pending_values = theta
+        return folded
+
+    def build(self, input_shape):
+        self.operator.validate_state_shape(input_shape, name="inputs")
+        self._n, self._m = self._stream_widths(input_shape[-1])
+        self.input_spec = keras.layers.InputSpec(ndim=len(input_shape), axes={-1: input_shape[-1]})
+        self._theta = {
+            name: self.add_weight(name=name, shape=shape, initializer="zeros", trainable=False)
+            for name, shape in self.effective_shapes.items()
+        }
+        if self._pending_values is not None:
+            for name, value in self._pending_values.items():
+                self._theta[name].assign(value)
+            self._pending_values = None
+
+    def effective_weights(self):
+        return dict(self._theta)
+
+    def propagate(self, state, return_states=False, reverse=False):
+        if return_states or reverse:
+            raise NotImplementedError("A folded block runs inference forward only")
+        h = self.h
+        state = tuple(state)
+        if not self.unroll:
+            def step(carry, theta_j):
+                return self.integrator.step(self.dynamics, theta_j, carry, h)
+
+            return fold_steps(step, state, self.effective_weights())
+        for j in range(self.depth):  # unrolled on purpose: the exported graph has one op chain per step
+            theta_j = {name: w[j] for name, w in self._theta.items()}
+            state = self.integrator.step(self.dynamics, theta_j, state, h)
+        return state
+
+    def get_config(self):
+        config = super().get_config()
+        config["effective_shapes"] = {k: list(v) for k, v in self.effective_shapes.items()}
+        config["unroll"] = self.unroll
+        return config
+
+
+UNROLL_MAX_STEPS = 64
+
+
+def fold_model(model, unroll_max_steps=UNROLL_MAX_STEPS):
+    """A clone of `model` whose `ODEBlock`s are `FoldedODEBlock`s; other layers are shared.
+
+    Blocks of at most `unroll_max_steps` steps are unrolled; deeper ones keep a loop (tf2onnx
+    took 226 s to convert an unrolled N = 1,024 dense block, and the graph has 10k nodes).
+    Raises ValueError for a model that has not been built (no weights to fold).
+    """
+    if not model.built:
+        raise ValueError("The model is not built: call it on data (or build it) before folding")
+
+    def clone(layer):
+        if isinstance(layer, ODEBlock):
+            return FoldedODEBlock.from_block(layer, unroll=layer.depth <= unroll_max_steps)
+        return layer
+
+    folded = keras.models.clone_model(model, clone_function=clone)
+    folded.name = model.name
+    return folded
+
+
+def folded_blocks(model):
+    """`{name: {weight name: numpy array}}` of the effective weights of every folded block."""
+    return {layer.name: {k: np.asarray(v) for k, v in layer.effective_weights().items()}
+            for layer in model.layers if isinstance(layer, FoldedODEBlock)}

@@ -1,0 +1,58 @@
+"""LiteRT (TFLite) flatbuffers, builtin ops only, converted from the folded inference graph.
+
+    from export.litert import export_litert
+    export_litert(model, "model.tflite")                               # float32
+    export_litert(model, "model_int8.tflite", representative=images)   # int8 weights and activations
+
+Converted from a SavedModel of the folded model (`export.fold`): TFLiteConverter.from_keras_model
+does not work with Keras 3 (keras-team/keras#18430), and Keras' own LiteRT export allows Flex
+(SELECT_TF_OPS) ops, which need the Flex delegate on the device. Here only `TFLITE_BUILTINS`
+(plus their int8 versions) are allowed, so an unsupported op fails the export instead of
+shipping a model the device cannot run. Run the result with `ai_edge_litert` (`export.runtime`).
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+
+from export.common import atomic_output
+from export.fold import fold_model
+
+__all__ = ["export_litert"]
+
+
+def export_litert(model, path, representative=None, overwrite=False, num_calibration=200):
+    """Write a LiteRT flatbuffer of `model` to `path`; returns `path`.
+
+    Args:
+        representative: None for float32; or an array of real inputs `(n, ...)` (raw pixels)
+            for full-integer int8 quantisation of weights and activations (the input and output
+            stay float32, so callers feed the same data). The first `num_calibration` are used.
+    """
+    import tensorflow as tf
+
+    from export.saved_model import export_saved_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = export_saved_model(fold_model(model), tmp, "folded", 1)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serving_default"])
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+        if representative is not None:
+            samples = np.asarray(representative, dtype="float32")[:num_calibration]
+            if samples.ndim < 2 or len(samples) == 0:
+                raise ValueError(f"`representative` must be a non-empty batch of inputs; got shape {samples.shape}")
+
+            def dataset():
+                for sample in samples:
+                    yield [sample[None]]
+
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = dataset
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        flatbuffer = converter.convert()
+    with atomic_output(path, overwrite=overwrite) as tmp_path:
+        with open(tmp_path, "wb") as f:
+            f.write(flatbuffer)
+    return path

@@ -1,0 +1,156 @@
+"""ONNX (opset 17) for ONNX Runtime, from the folded inference graph, through tf2onnx.
+
+    from export.onnx import export_onnx
+    export_onnx(model, "model.onnx")    # input "image"/"features", outputs "logits", "probabilities"
+
+Why tf2onnx directly instead of `model.export(format="onnx")`: Keras' ONNX export traces the
+model as it is, with the weight parametrisations and the depth scan inside; we convert the folded
+clone (`export.fold`), whose unrolled steps on frozen weights the converter constant-folds, so the
+graph has no run-time Transpose/Sub on weights and no `Loop`. The conversion itself is the call
+Keras makes (`tf2onnx.convert.from_function` with a named, batch-dynamic input signature).
+"""
+
+from __future__ import annotations
+
+from export.common import OUTPUT_NAMES, atomic_output, input_name, input_shape, serving_outputs
+from export.fold import fold_model
+
+__all__ = ["OPSET", "export_onnx", "constant_subgraph_ops", "check_onnx", "onnx_op_counts"]
+
+OPSET = 17
+
+
+def export_onnx(model, path, opset=OPSET, overwrite=False, fold=True):
+    """Write `model` as an ONNX file at `path`; returns `path`.
+
+    Args:
+        model: a built single-input `keras.Model` (float32).
+        path: output `.onnx` file; written to a temporary name and renamed when complete.
+        opset: ONNX opset (17: what Keras tests and ONNX Runtime quantisation supports).
+        overwrite: replace an existing file.
+        fold: export the folded inference graph (default); False converts the model as is.
+    """
+    import tensorflow as tf
+    import tf2onnx
+
+    from keras.src.export.tf2onnx_lib import patch_tf2onnx  # numpy-2 fix Keras applies too
+
+    patch_tf2onnx()
+    graph_model = fold_model(model) if fold else model
+    name = input_name(model)
+    spec = tf.TensorSpec((None, *input_shape(model)), tf.float32, name=name)
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def serve(x):
+        outputs = serving_outputs(graph_model, x)
+        return [tf.identity(outputs[k], name=k) for k in OUTPUT_NAMES]
+
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+        _name_outputs(proto, OUTPUT_NAMES)
+        shorten_names(proto)
+        import onnx
+
+        onnx.save(proto, tmp)
+        check_onnx(tmp)
+    return path
+
+
+def _name_outputs(proto, names):
+    """Rename the graph outputs (tf2onnx names them after TF tensors, e.g. `Identity:0`)."""
+    renames = {out.name: new for out, new in zip(proto.graph.output, names)}
+    for node in proto.graph.node:
+        node.output[:] = [renames.get(o, o) for o in node.output]
+        node.input[:] = [renames.get(i, i) for i in node.input]
+    for out in proto.graph.output:
+        out.name = renames[out.name]
+
+
+def shorten_names(proto):
+    """Short tensor and node names (`t12`, `n12`): tf2onnx's are TF scopes of 50+ characters,
+    and a quantised graph repeats each several times (QDQ pairs), a third of its file size."""
+    import onnx
+
+    keep = {i.name for i in proto.graph.input} | {o.name for o in proto.graph.output} | {""}
+    names = {}
+
+    def short(name):
+        if name in keep:
+            return name
+        return names.setdefault(name, f"t{len(names)}")
+
+    def visit(graph):
+        for init in graph.initializer:
+            init.name = short(init.name)
+        for info in list(graph.value_info) + [i for i in graph.input] + [o for o in graph.output]:
+            info.name = short(info.name)
+        for index, node in enumerate(graph.node):
+            node.name = f"{node.op_type}_{index}" if graph is proto.graph else node.name
+            node.input[:] = [short(i) for i in node.input]
+            node.output[:] = [short(o) for o in node.output]
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    visit(attr.g)
+
+    visit(proto.graph)
+
+
+def check_onnx(path):
+    """`onnx.checker` full check (strict shape inference included); raises on a bad graph."""
+    import onnx
+
+    onnx.checker.check_model(path, full_check=True)
+
+
+def constant_subgraph_ops(path):
+    """Nodes that compute from weights alone: the run-time parametrisations folding removes.
+
+    A node is reported when every input is a constant and at least one is a weight (an
+    initializer or `Constant` with more than one element), e.g. a Transpose or Sub building
+    `(W - W^T)/2` from `W`. Loop bookkeeping on scalars (trip counts, conditions) is not.
+    Checks the main graph and every subgraph (a `Loop` body). Returns `[(op_type, name)]`.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    def visit(graph, constant, weights, found):
+        for init in graph.initializer:
+            constant.add(init.name)
+            if numpy_helper.to_array(init).size > 1:
+                weights.add(init.name)
+        for node in graph.node:  # nodes are topologically sorted
+            if node.op_type == "Constant":
+                constant.update(node.output)
+                value = next((a.t for a in node.attribute if a.name == "value"), None)
+                if value is not None and numpy_helper.to_array(value).size > 1:
+                    weights.update(node.output)
+                continue
+            inputs = [i for i in node.input if i]
+            if inputs and all(i in constant for i in inputs):
+                constant.update(node.output)
+                if any(i in weights for i in inputs):
+                    weights.update(node.output)
+                    found.append((node.op_type, node.name))
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    visit(attr.g, set(constant), set(weights), found)
+        return found
+
+    return visit(onnx.load(path).graph, set(), set(), [])
+
+
+def onnx_op_counts(path):
+    """`{op_type: count}` over the graph and its subgraphs."""
+    import onnx
+
+    counts = {}
+
+    def visit(graph):
+        for node in graph.node:
+            counts[node.op_type] = counts.get(node.op_type, 0) + 1
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    visit(attr.g)
+
+    visit(onnx.load(path).graph)
+    return dict(sorted(counts.items()))

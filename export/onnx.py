@@ -12,10 +12,12 @@ Keras makes (`tf2onnx.convert.from_function` with a named, batch-dynamic input s
 
 from __future__ import annotations
 
+import numpy as np
+
 from export.common import OUTPUT_NAMES, atomic_output, input_name, input_shape, serving_outputs
 from export.fold import fold_model
 
-__all__ = ["OPSET", "export_onnx", "constant_subgraph_ops", "check_onnx", "onnx_op_counts"]
+__all__ = ["OPSET", "export_onnx", "weight_computing_ops", "check_onnx", "onnx_op_counts"]
 
 OPSET = 17
 
@@ -102,41 +104,66 @@ def check_onnx(path):
     onnx.checker.check_model(path, full_check=True)
 
 
-def constant_subgraph_ops(path):
-    """Nodes that compute from weights alone: the run-time parametrisations folding removes.
+# Ops that only pick a step's weights out of a stack (or reshape them) compute nothing.
+_SELECTION_OPS = {"Gather", "GatherElements", "Squeeze", "Unsqueeze", "Identity", "Reshape", "Cast",
+                  "Shape", "Slice", "Concat", "Loop"}
 
-    A node is reported when every input is a constant and at least one is a weight (an
-    initializer or `Constant` with more than one element), e.g. a Transpose or Sub building
-    `(W - W^T)/2` from `W`. Loop bookkeeping on scalars (trip counts, conditions) is not.
-    Checks the main graph and every subgraph (a `Loop` body). Returns `[(op_type, name)]`.
+
+def weight_computing_ops(path):
+    """Nodes that compute from weights and not from the input: run-time parametrisations.
+
+    Taint analysis over the graph and its `Loop` bodies: a value depends on the data if the
+    graph input reaches it; a node whose inputs do not depend on the data but include a weight
+    (an initializer or `Constant` of more than one element, or a value computed from one) and
+    that does more than select (`Gather` of a step's slice, `Reshape`, ...) is reported, e.g. the
+    Transpose and Sub building `(W - W^T)/2` from `W` or the flipped kernel of an adjoint
+    convolution inside a loop. A `Slice` with a negative step (a flip) counts as computing.
+    Returns `[(op_type, node name)]`; empty for a fully folded graph.
     """
     import onnx
     from onnx import numpy_helper
 
-    def visit(graph, constant, weights, found):
+    def constant_value(graph_arrays, name):
+        return graph_arrays.get(name)
+
+    def visit(graph, data, weights, arrays, found, inputs_data=(), inputs_weight=()):
+        data, weights = set(data), set(weights)
         for init in graph.initializer:
-            constant.add(init.name)
-            if numpy_helper.to_array(init).size > 1:
+            arrays[init.name] = numpy_helper.to_array(init)
+            if arrays[init.name].size > 1:
                 weights.add(init.name)
-        for node in graph.node:  # nodes are topologically sorted
-            if node.op_type == "Constant":
-                constant.update(node.output)
-                value = next((a.t for a in node.attribute if a.name == "value"), None)
-                if value is not None and numpy_helper.to_array(value).size > 1:
-                    weights.update(node.output)
-                continue
+        for info, is_data, is_weight in zip(graph.input, inputs_data, inputs_weight):
+            (data if is_data else set()).add(info.name)
+            (weights if is_weight else set()).add(info.name)
+        for node in graph.node:
             inputs = [i for i in node.input if i]
-            if inputs and all(i in constant for i in inputs):
-                constant.update(node.output)
-                if any(i in weights for i in inputs):
-                    weights.update(node.output)
-                    found.append((node.op_type, node.name))
+            if node.op_type == "Constant":
+                value = next((a.t for a in node.attribute if a.name == "value"), None)
+                if value is not None:
+                    arrays[node.output[0]] = numpy_helper.to_array(value)
+                    if arrays[node.output[0]].size > 1:
+                        weights.update(node.output)
+                continue
+            depends_on_data = any(i in data for i in inputs)
+            from_weights = any(i in weights for i in inputs)
             for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    visit(attr.g, set(constant), set(weights), found)
+                if attr.type == onnx.AttributeProto.GRAPH:  # Loop body: inputs (iter, cond, carried...)
+                    carried = list(node.input[2:])
+                    visit(attr.g, data, weights, arrays, found,
+                          [False, False] + [i in data for i in carried],
+                          [False, False] + [i in weights for i in carried])
+            if depends_on_data:
+                data.update(node.output)
+            elif from_weights:
+                weights.update(node.output)
+                flip = node.op_type == "Slice" and len(inputs) > 4 and np.any(
+                    np.asarray(constant_value(arrays, inputs[4]) if inputs[4] in arrays else 1) < 0)
+                if node.op_type not in _SELECTION_OPS or flip:
+                    found.append((node.op_type, node.name))
         return found
 
-    return visit(onnx.load(path).graph, set(), set(), [])
+    graph = onnx.load(path).graph
+    return visit(graph, {i.name for i in graph.input}, set(), {}, [])
 
 
 def onnx_op_counts(path):

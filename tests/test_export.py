@@ -1,0 +1,197 @@
+"""Export: SavedModel, ONNX and LiteRT parity, folded graphs, structure and bad input (issue 10).
+
+Parity tolerance: `1e-5 * max(1, max |logits|)`. Float32 logits of these models carry round-off
+of that size already inside TensorFlow: the pretrained H&R conv nets (logits up to 23) give
+results that differ by 4e-5 between a batch of 1 and a batch of 32 in Keras itself.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+import zoo
+from export.fold import FoldedODEBlock, fold_model
+from export.onnx import weight_computing_ops, export_onnx, onnx_op_counts
+from export.parity import BATCH_SIZES, folded_antisymmetry, logits_parity
+from export.runtime import load_predictor, validate_batch
+from export.saved_model import export_saved_model, serving_signature
+from tests.markers import needs_fashion_mnist
+
+pytestmark = pytest.mark.export
+
+SMALL_MODELS = {  # every block family at a small size: (name, overrides)
+    "hr17_antisymmetric_conv": dict(depth=2),
+    "hr17_verlet_conv": dict(depth=2),
+    "rh18_hamiltonian_fashion_mnist": {},
+    "rh18_second_order_fashion_mnist": {},
+    "galimberti_ms1_conv": dict(depth=2),
+    "hr17_verlet": dict(depth=128, T=20.0, width=2),  # deeper than the unroll limit: an ONNX Loop
+    "hr17_antisymmetric": dict(depth=4, T=20.0, width=2),
+}
+
+
+def _tolerance(logits):
+    return 1e-5 * max(1.0, float(np.max(np.abs(logits))))
+
+
+def _inputs(model, n=32, seed=0):
+    shape = tuple(model.input_shape[1:])
+    high = 255.0 if len(shape) == 3 else 1.0  # raw pixels, or 2-D points
+    return np.random.default_rng(seed).uniform(0.0 if high > 1 else -high, high, (n, *shape)).astype("float32")
+
+
+def _random_model(name, overrides, seed=1):
+    model = zoo.create(name, **overrides)
+    x = _inputs(model, 2)
+    model(x)
+    rng = np.random.default_rng(seed)  # trained-like weights: not constant in time, non-zero biases
+    model.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
+    return model
+
+
+@pytest.mark.parametrize("name", sorted(SMALL_MODELS))
+def test_folded_model_equals_the_model_and_its_onnx_export_matches(name, tmp_path):
+    model = _random_model(name, SMALL_MODELS[name])
+    x = _inputs(model)
+    folded = fold_model(model)
+    assert any(isinstance(layer, FoldedODEBlock) for layer in folded.layers)
+    np.testing.assert_allclose(folded(x), model(x), rtol=0, atol=1e-6)
+
+    path = export_onnx(model, str(tmp_path / "model.onnx"))
+    predictor = load_predictor(path)
+    assert predictor.input_name == model.inputs[0].name
+    assert predictor.output_names == ["logits", "probabilities"]
+    for batch, error in logits_parity(model, {"onnx": path}, x)["onnx"].items():
+        assert error <= _tolerance(model(x[:batch])), (batch, error)
+    # Folding leaves no op that computes from weights alone (parametrisations, adjoint kernels).
+    assert weight_computing_ops(path) == []
+    assert "Transpose" not in onnx_op_counts(path) or name.endswith("_conv") or name.startswith("rh18")
+
+
+def test_unfolded_export_keeps_the_parametrisation_ops(tmp_path):
+    """The graph check can fail: exported as is, the Verlet block's adjoint kernel `K^T` (flipped
+    in space, channels swapped) is computed from each step's weights inside the ONNX Loop."""
+    model = _random_model("hr17_verlet_conv", dict(depth=2))
+    path = export_onnx(model, str(tmp_path / "raw.onnx"), fold=False)
+    assert "Loop" in onnx_op_counts(path)
+    ops = {op for op, _ in weight_computing_ops(path)}
+    assert ops & {"Transpose", "Slice"}, ops
+
+
+def test_exported_antisymmetric_kernels_stay_antisymmetric(tmp_path):
+    model = _random_model("hr17_antisymmetric_conv", dict(depth=3))
+    path = export_onnx(model, str(tmp_path / "m.onnx"))
+    rows = folded_antisymmetry(model, path)
+    assert len(rows) == 3 and not any(r["quantized"] for r in rows)
+    assert max(r["relative_residual"] for r in rows) < 1e-6
+
+
+@needs_fashion_mnist
+def test_int8_antisymmetric_kernels_within_one_quantisation_step(tmp_path):
+    from export.parity import INT8_ANTISYMMETRY_TOLERANCE
+    from export.quantize import quantize_onnx_int8
+    from training.data.fashion_mnist import load_fashion_mnist
+
+    model = zoo.load("hr17_antisymmetric_conv_fashion_mnist")
+    path = export_onnx(model, str(tmp_path / "m.onnx"))
+    images = load_fashion_mnist(seed=0).x_train[:64].astype("float32")
+    int8 = quantize_onnx_int8(path, str(tmp_path / "m_int8.onnx"), images)
+    assert os.path.getsize(int8) <= 0.35 * os.path.getsize(path)
+    rows = folded_antisymmetry(model, int8)
+    assert len(rows) == 16 and all(r["quantized"] for r in rows)
+    assert max(r["relative_residual"] for r in rows) <= INT8_ANTISYMMETRY_TOLERANCE
+
+
+def test_saved_model_serving_contract(tmp_path):
+    model = _random_model("hr17_verlet_conv", dict(depth=2))
+    path = export_saved_model(model, str(tmp_path), "verlet", version=3)
+    assert path == str(tmp_path / "verlet" / "3") and os.path.exists(os.path.join(path, "saved_model.pb"))
+    signature = serving_signature(path)
+    _, inputs = signature.structured_input_signature
+    assert list(inputs) == ["image"] and inputs["image"].shape.as_list() == [None, 28, 28, 1]
+    assert sorted(signature.structured_outputs) == ["logits", "probabilities"]
+    x = _inputs(model)
+    for batch, error in logits_parity(model, {"saved_model": path}, x)["saved_model"].items():
+        assert error <= 1e-6, (batch, error)
+    probabilities = load_predictor(path).predict(x)["probabilities"]
+    np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
+
+
+def test_litert_builtins_only_parity(tmp_path):
+    from export.litert import export_litert
+
+    model = _random_model("rh18_parabolic_fashion_mnist", {})
+    path = export_litert(model, str(tmp_path / "m.tflite"))
+    x = _inputs(model)
+    for batch, error in logits_parity(model, {"litert": path}, x)["litert"].items():
+        assert error <= _tolerance(model(x[:batch])), (batch, error)
+
+
+def test_bad_input_to_an_artefact_gets_a_clear_error(tmp_path):
+    model = _random_model("hr17_antisymmetric", dict(depth=4, T=20.0, width=2))
+    predictor = load_predictor(export_onnx(model, str(tmp_path / "m.onnx")))
+    good = _inputs(model, 4)
+    with pytest.raises(ValueError, match=r"expected shape \(batch, 2\), got \(4, 3\)"):
+        predictor.predict(np.zeros((4, 3), "float32"))
+    with pytest.raises(ValueError, match="add the batch axis"):
+        predictor.predict(good[0])
+    with pytest.raises(TypeError, match="expected dtype float32, got float64"):
+        predictor.predict(good.astype("float64"))
+    bad = good.copy()
+    bad[1, 0], bad[2, 1] = np.nan, np.inf
+    with pytest.raises(ValueError, match="2 value"):
+        predictor.predict(bad)
+    with pytest.raises(ValueError, match="empty"):
+        validate_batch(np.zeros((0, 2), "float32"), (2,))
+    with pytest.raises(FileNotFoundError):
+        load_predictor(str(tmp_path / "missing.onnx"))
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a loadable ONNX model"):
+        load_predictor(str(corrupt))
+
+
+def test_export_refuses_to_overwrite_and_leaves_nothing_when_it_fails(tmp_path, monkeypatch):
+    import tf2onnx
+
+    model = _random_model("hr17_antisymmetric", dict(depth=4, T=20.0, width=2))
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"keep me")
+    with pytest.raises(FileExistsError, match="already exists"):
+        export_onnx(model, str(path))
+    assert path.read_bytes() == b"keep me"
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("unsupported op")
+
+    monkeypatch.setattr(tf2onnx.convert, "from_function", fail)
+    target = tmp_path / "new.onnx"
+    with pytest.raises(RuntimeError, match="unsupported op"):
+        export_onnx(model, str(target))
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]  # no partial file, no temporary directory
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+@pytest.mark.parametrize("name", zoo.list_models(pretrained=True))
+def test_every_pretrained_model_exports_with_parity(name, tmp_path):
+    """SavedModel, ONNX and LiteRT against Keras on real inputs at batch 1 and 32."""
+    from export.litert import export_litert
+    from training.evaluate import load_split
+
+    model = zoo.load(name)
+    card = zoo.card(name)
+    x, _ = load_split(card["dataset"]["name"], card["metrics"]["split"])
+    x = np.asarray(x[: max(BATCH_SIZES)], dtype="float32")
+    artefacts = {
+        "saved_model": export_saved_model(model, str(tmp_path), name),
+        "onnx": export_onnx(model, str(tmp_path / f"{name}.onnx")),
+        "litert": export_litert(model, str(tmp_path / f"{name}.tflite")),
+    }
+    parity = logits_parity(model, artefacts, x)
+    assert max(parity["saved_model"].values()) <= 1e-6, parity
+    for kind in ("onnx", "litert"):
+        for batch, error in parity[kind].items():
+            assert error <= _tolerance(model(x[:batch])), (kind, batch, error)
+    assert weight_computing_ops(artefacts["onnx"]) == []

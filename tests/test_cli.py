@@ -36,3 +36,19 @@ def test_cli_bad_arguments_exit_with_usage_errors(capsys):
         assert info.value.code == 2
     assert main(["evaluate", "no_such_model"]) == 2
     assert "Unknown pretrained model 'no_such_model'" in capsys.readouterr().err
+
+
+def test_cli_export_writes_an_artefact_and_refuses_bad_requests(tmp_path, capsys):
+    out = str(tmp_path)
+    assert main(["export", "hr17_antisymmetric", "--format", "onnx", "--out", out]) == 0
+    assert (tmp_path / "hr17_antisymmetric.onnx").exists()
+    capsys.readouterr()
+    assert main(["export", "hr17_antisymmetric", "--format", "onnx", "--out", out]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["export", "hr17_antisymmetric", "--format", "saved_model", "--quantize", "int8", "--out", out]) == 2
+    assert "not saved_model" in capsys.readouterr().err
+    assert main(["export", "hr17_antisymmetric", "--format", "onnx", "--quantize", "int8", "--out", out]) == 2
+    assert "real training data" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "hr17_antisymmetric", "--format", "pickle", "--out", out])
+    assert exit_info.value.code == 2

@@ -1,4 +1,4 @@
-"""`stable-zoo` command line: list, info, evaluate, fine-tune, examples, demo."""
+"""`stable-zoo` command line: list, info, evaluate, fine-tune, export, bench, examples, demo."""
 
 from __future__ import annotations
 
@@ -178,6 +178,66 @@ def _cmd_demo(args):
     print("\nLemma 1 is stated for forward Euler (ResNet, antisymmetric); conv rows use a 6x6 crop.")
 
 
+def _cmd_export(args):
+    """Export a pretrained entry (or an architecture with fresh weights) to one format."""
+    import zoo
+
+    model = zoo.load(args.name) if args.name in zoo.list_models(pretrained=True) else zoo.create(args.name)
+    if args.quantize and args.format == "saved_model":
+        raise ValueError("--quantize applies to onnx (int8, fp16) and litert (int8), not saved_model")
+    if args.quantize == "fp16" and args.format == "litert":
+        raise ValueError("--quantize fp16 is for onnx; LiteRT supports --quantize int8")
+    os.makedirs(args.out, exist_ok=True)
+    calibration = _calibration_inputs(args.name) if args.quantize == "int8" else None
+    if args.format == "saved_model":
+        from export.saved_model import export_saved_model
+
+        path = export_saved_model(model, args.out, args.name, args.version, overwrite=args.overwrite)
+    elif args.format == "litert":
+        from export.litert import export_litert
+
+        suffix = "_int8" if args.quantize else ""
+        path = export_litert(model, os.path.join(args.out, f"{args.name}{suffix}.tflite"),
+                             representative=calibration, overwrite=args.overwrite)
+    else:
+        import tempfile
+
+        from export.onnx import export_onnx
+        from export.quantize import convert_onnx_fp16, quantize_onnx_int8
+
+        fp32 = os.path.join(args.out, f"{args.name}.onnx")
+        if not args.quantize:
+            path = export_onnx(model, fp32, overwrite=args.overwrite)
+        else:
+            path = os.path.join(args.out, f"{args.name}_{args.quantize}.onnx")
+            with tempfile.TemporaryDirectory() as tmp:
+                source = export_onnx(model, os.path.join(tmp, "fp32.onnx"))
+                if args.quantize == "int8":
+                    quantize_onnx_int8(source, path, calibration, overwrite=args.overwrite)
+                else:
+                    convert_onnx_fp16(source, path, overwrite=args.overwrite)
+    print(path)
+
+
+def _calibration_inputs(name, count=200):
+    """Real training inputs of a pretrained entry's dataset (int8 calibration)."""
+    import numpy as np
+
+    import zoo
+    from training.evaluate import load_split
+
+    if name not in zoo.list_models(pretrained=True):
+        raise ValueError(f"int8 calibration needs real training data: {name!r} is not a pretrained entry")
+    x, _ = load_split(zoo.card(name)["dataset"]["name"], "train")
+    return np.asarray(x[:count], dtype="float32")
+
+
+def _cmd_bench(args):
+    from export.bench import main as bench_main
+
+    bench_main([*args.names, *(["--limit", str(args.limit)] if args.limit else []), "--out", args.out])
+
+
 def _positive_int(text):
     value = int(text)
     if value <= 0:
@@ -207,6 +267,20 @@ def main(argv=None):
     tune.add_argument("--freeze-blocks", action="store_true", help="train the head only")
     tune.add_argument("--save", help="write the fine-tuned model to this .keras file")
     tune.set_defaults(fn=_cmd_fine_tune)
+    export = sub.add_parser("export", help="export a model to SavedModel, ONNX or LiteRT")
+    export.add_argument("name")
+    export.add_argument("--format", choices=["saved_model", "onnx", "litert"], required=True)
+    export.add_argument("--quantize", choices=["int8", "fp16"],
+                        help="int8: static, calibrated on 200 real training inputs; fp16: ONNX only")
+    export.add_argument("--out", required=True, help="output directory")
+    export.add_argument("--version", type=_positive_int, default=1, help="SavedModel version directory")
+    export.add_argument("--overwrite", action="store_true", help="replace an existing artefact")
+    export.set_defaults(fn=_cmd_export)
+    bench = sub.add_parser("bench", help="size, latency, memory and accuracy of every export of a model")
+    bench.add_argument("names", nargs="+", metavar="NAME")
+    bench.add_argument("--limit", type=_positive_int, help="accuracy on the first LIMIT examples only")
+    bench.add_argument("--out", default="runs/bench")
+    bench.set_defaults(fn=_cmd_bench)
     examples = sub.add_parser("examples", help="H&R 2017 Examples 1-2: figures and ratios")
     examples.add_argument("--out", default="docs/figures")
     examples.set_defaults(fn=_cmd_examples)
@@ -219,7 +293,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         args.fn(args)
-    except (ValueError, FileNotFoundError) as err:  # bad names, files, arguments: one clear line
+    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:  # one clear line
         print(f"stable-zoo: error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -100,3 +100,19 @@ def test_rh18_fashion_mnist_recipe_quick(tmp_path):
     assert summary["trainable_weights"] == 153_626  # widths 16/32/64, DESIGN.md section 3
     assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["epochs"] == 2
     assert (out / "curves.png").stat().st_size > 10_000 and (out / "best.weights.h5").exists()
+
+
+@needs_fashion_mnist
+def test_galimberti_table2_recipe_quick(tmp_path):
+    """Galimberti et al. 2021, Table 2 on Fashion-MNIST, reduced: depths 0 and 2, 1 epoch."""
+    from training.recipes.galimberti_fashion_mnist import main
+
+    main(["--quick", "--out", str(tmp_path)])
+    results = json.loads((tmp_path / "results.json").read_text())
+    cells = {(r["network"], r["depth"]): r for r in results["table"]}
+    assert set(cells) == {("ms1", 0), ("h2", 0), ("ms1", 2), ("h2", 2)}
+    assert all(0.3 < r["test_accuracy"] <= 1.0 for r in cells.values())  # above chance (0.1)
+    # Depth 0 is the conv straight into the head: 8 * 28 * 28 * 10 + 10 head + 80 conv weights.
+    assert cells[("ms1", 0)]["trainable_params"] == 62_730 + 80
+    assert (tmp_path / "table2.md").read_text().count("\n") == 2 + 5
+    assert (tmp_path / "table2.png").stat().st_size > 10_000

@@ -7,9 +7,11 @@ The network of Sec. 4.2 (`galimberti_ms1_conv`, `galimberti_h2_conv`): a linear 
 pixel on the 8 channels, and an affine head on all 6,272 values; depth 0 is the paper's baseline
 (convolution straight into the head). MNIST needs the network, so Fashion-MNIST stands in.
 
-Settings from the authors' code (notes, Appendix A), as the paper states none: Adam from lr 0.04
-decaying x0.8 per epoch, batch 100, 2 epochs, weight decay 1e-3 (MS1) / 2e-4 (H2), Eq. 13 time
-smoothness alpha = 1e-3 on the block. Ours: the code's weight decay acts on every weight; here it
+Settings from the authors' code (notes, Appendix A), as the paper states none: Adam with the
+step decaying x0.8 per epoch, batch 100, 2 epochs, weight decay 1e-3 (MS1) / 2e-4 (H2), Eq. 13 time
+smoothness alpha = 1e-3 on the block. Ours: the code's lr 0.04 diverged on Fashion-MNIST (loss 2-4 after two epochs, the
+2-layer MS1 below the 0-layer baseline: 79.4% vs 81.4% test), so the step starts at 2e-3; the
+code's weight decay acts on every weight; here it
 acts on the head (62,730 of the 62,810 non-block weights), the block has Eq. 13 only. The paper
 has no validation split and the code reports the best test accuracy over epochs; we train on the 50,000-image split, keep the
 best-validation epoch (10,000 held-out training images) and report train (50,000) and test
@@ -56,7 +58,7 @@ PAPER_TABLE2 = {  # MNIST (train %, test %) per depth: MS1, H2
 class Settings:
     epochs: int = 2
     batch_size: int = 100
-    lr: float = 0.04
+    lr: float = 2e-3  # the code's 0.04 diverged here (see the module docstring)
     lr_decay_per_epoch: float = 0.8
     alpha: float = 1e-3
     subsample: int | None = None  # --quick: the first images of each split
@@ -191,13 +193,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/galimberti_fashion_mnist")
     parser.add_argument("--epochs", type=int, default=Settings.epochs)
+    parser.add_argument("--lr", type=float, default=Settings.lr)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="depths 0 and 2, 1 epoch on 1,000 images")
     args = parser.parse_args(argv)
     if args.quick:
         results = run(args.out, Settings(epochs=1, subsample=1000), args.seed, depths=(0, 2))
     else:
-        results = run(args.out, Settings(epochs=args.epochs), args.seed)
+        results = run(args.out, Settings(epochs=args.epochs, lr=args.lr), args.seed)
     print(table_markdown(results))
 
 

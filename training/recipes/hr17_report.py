@@ -144,9 +144,14 @@ def main(argv=None):
     from training.recipes.rh18_report import rh18_section
 
     lines += rh18_section(args.runs, args.docs)
-    from training.recipes.families_report import galimberti_section, liu_markowich_section
+    from training.recipes.families_report import (
+        galimberti_section,
+        galimberti_table2_section,
+        liu_markowich_section,
+    )
 
     lines += galimberti_section(args.runs, args.docs)
+    lines += galimberti_table2_section(args.runs, args.docs)
     lines += liu_markowich_section(args.runs, args.docs)
     text = "\n".join(HEADER + lines)
     tmp = os.path.join(args.docs, "reproduction.md.tmp")

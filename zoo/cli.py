@@ -167,9 +167,11 @@ def _cmd_demo(args):
     r = fine_tune(name, task="rotated", epochs=1, train_size=args.train_size, progress=False)
     print(f"rotated-test accuracy {100 * r['before']['accuracy']:.2f}% -> "
           f"{100 * r['after']['accuracy']:.2f}% ({r['fit_seconds']:.0f} s of training)")
-    print("\n-- 4. Haber & Ruthotto 2017, Examples 1 and 2 --")
+    print(f"\n-- 4. Export {name} to ONNX (float32 and int8) and check it against Keras --")
+    _demo_export(name)
+    print("\n-- 5. Haber & Ruthotto 2017, Examples 1 and 2 --")
     run_examples(args.out)
-    print(f"\n-- 5. Every H&R 2017 architecture at N = {args.depth}, default initialisation --")
+    print(f"\n-- 6. Every H&R 2017 architecture at N = {args.depth}, default initialisation --")
     header = ("model", "weights", "N", "h", "Lemma 1 max|1+h lam|", "max ||Y_N||/||Y_0||",
               "antisym. residual", "predict s")
     print("{:<26}{:>9}{:>5}{:>8}{:>22}{:>21}{:>19}{:>11}".format(*header))
@@ -236,6 +238,44 @@ def _cmd_bench(args):
     from export.bench import main as bench_main
 
     bench_main([*args.names, *(["--limit", str(args.limit)] if args.limit else []), "--out", args.out])
+
+
+def _demo_export(name, count=1000):
+    import tempfile
+
+    import numpy as np
+
+    import zoo
+    from export.onnx import export_onnx, weight_computing_ops
+    from export.parity import logits_parity
+    from export.quantize import quantize_onnx_int8
+    from export.runtime import load_predictor
+    from training.evaluate import load_split
+
+    model = zoo.load(name)
+    card = zoo.card(name)
+    x, y = load_split(card["dataset"]["name"], card["metrics"]["split"])
+    x, y = np.asarray(x[:count], dtype="float32"), np.asarray(y[:count]).ravel()
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_onnx(model, os.path.join(tmp, f"{name}.onnx"))
+        int8 = quantize_onnx_int8(fp32, os.path.join(tmp, f"{name}_int8.onnx"), _calibration_inputs(name))
+        parity = logits_parity(model, {"onnx": fp32}, x)["onnx"]
+        print(f"ONNX float32: {os.path.getsize(fp32) / 1e3:.0f} KB, weight ops left at run time: "
+              f"{len(weight_computing_ops(fp32))}, max |logits - Keras| "
+              + ", ".join(f"{e:.1e} (batch {b})" for b, e in parity.items()))
+        for label, path in (("float32", fp32), ("int8", int8)):
+            predictor = load_predictor(path)
+            accuracy = float(np.mean(predictor.predict(x)["logits"].argmax(-1) == y))
+            start = time.perf_counter()
+            for i in range(50):
+                predictor.predict(x[i:i + 1])
+            ms = 1e3 * (time.perf_counter() - start) / 50
+            print(f"ONNX Runtime {label:>7}: {os.path.getsize(path) / 1e3:6.0f} KB, accuracy {100 * accuracy:.2f}% "
+                  f"on {count:,} test images, {ms:.2f} ms per image (batch 1)")
+    start = time.perf_counter()
+    for i in range(20):
+        model(x[i:i + 1], training=False)
+    print(f"Keras model(x)        : {1e3 * (time.perf_counter() - start) / 20:.2f} ms per image (batch 1)")
 
 
 def _positive_int(text):

@@ -16,7 +16,7 @@ import math
 import keras
 from keras import ops
 
-from zoo.depth_loop import fold_steps
+from zoo.depth_loop import fold_steps, fold_steps_reversible
 from zoo.dynamics import (
     HamiltonianTwoStream,
     HDNNLayer,
@@ -83,6 +83,13 @@ class ODEBlock(keras.layers.Layer):
         kernel_constraint: constraint projected onto the stacked raw kernels after every
             optimiser step, e.g. `zoo.constraints.BoxConstraint(1.0)` (R&H 2018, Sec. 4).
             Default None.
+        reversible: bool. Memory-free training (issue 11): the forward pass keeps no states
+            inside the block and the gradient rebuilds them backwards with the integrator's
+            exact inverse (`zoo.depth_loop.fold_steps_reversible`), so activation memory does
+            not grow with `N`. Needs a reversible integrator (Verlet, leapfrog); ValueError
+            otherwise. The relative error of the rebuilt input state in the last backward
+            pass is kept in the non-trainable weight `reconstruction_error` (log it with
+            `training.callbacks.ReconstructionMonitor`). Defaults to False.
         time_invariant: bool. If True, one set of weights `theta` is shared by all `N` steps
             (an autonomous ODE `dY/dt = F(theta, Y)`; Galimberti et al. 2021, Sec. 4.3:
             `K(t) = K`, `b(t) = b`). The variables then have a leading axis of length 1,
@@ -111,6 +118,7 @@ class ODEBlock(keras.layers.Layer):
         bias_regularizer=None,
         kernel_constraint=None,
         time_invariant=False,
+        reversible=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -151,6 +159,14 @@ class ODEBlock(keras.layers.Layer):
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.time_invariant = time_invariant
+        if not isinstance(reversible, bool):
+            raise ValueError(f"`reversible` must be a bool; Received: reversible={reversible!r}")
+        if reversible and not self.integrator.reversible:
+            raise ValueError(
+                f"`reversible=True` needs an integrator with an exact inverse (Verlet, leapfrog); "
+                f"{type(self.integrator).__name__} has none, so its states cannot be rebuilt backwards"
+            )
+        self.reversible = reversible
         self._extra_weight_names = ()
 
     @property
@@ -209,6 +225,11 @@ class ODEBlock(keras.layers.Layer):
                 initializer=self.bias_initializer,
                 regularizer=self.bias_regularizer,
             )
+        if self.reversible:
+            self.reconstruction_error = self.add_weight(
+                name="reconstruction_error", shape=(), initializer="zeros", trainable=False,
+                dtype="float32",
+            )
         initializers = self.dynamics.weight_initializers()
         self._extra_weight_names = tuple(n for n in shapes if n not in ("kernel", "bias"))
         for name in self._extra_weight_names:
@@ -263,6 +284,12 @@ class ODEBlock(keras.layers.Layer):
         def step(carry, theta_j):
             return stepper(self.dynamics, theta_j, carry, h)
 
+        if self.reversible and not (return_states or reverse):
+            def inverse(carry, theta_j):
+                return self.integrator.inverse_step(self.dynamics, theta_j, carry, h)
+
+            return fold_steps_reversible(step, inverse, tuple(state), theta,
+                                         on_reconstruction=self.reconstruction_error.assign)
         return fold_steps(step, tuple(state), theta, return_states=return_states, reverse=reverse)
 
     def call(self, inputs):
@@ -305,6 +332,8 @@ class ODEBlock(keras.layers.Layer):
         )
         if self.time_invariant:  # absent from older configs: False
             config["time_invariant"] = True
+        if self.reversible:
+            config["reversible"] = True
         return config
 
     @classmethod

@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-__all__ = ["fold_steps"]
+__all__ = ["fold_steps", "fold_steps_reversible"]
 
 
 def fold_steps(step, state, weights, return_states=False, reverse=False):
@@ -98,6 +98,79 @@ def _fold_with_adjoint(step, state, weights):
                 backward_step, (entering, list(flat[num_state:])), initializer=init, reverse=True
             )
             return [a[0] for a in adjoints] + list(weight_grads)
+
+        return final, grad
+
+    final = run(*(flat_state + flat_weights))
+    return tf.nest.pack_sequence_as(state, list(final))
+
+
+def fold_steps_reversible(step, inverse_step, state, weights, on_reconstruction=None):
+    """`fold_steps` whose gradient stores no states: it runs `inverse_step` backwards instead.
+
+    Memory-free backpropagation for an exactly invertible integrator (Verlet, leapfrog; Chang
+    et al. 2018, Ruthotto & Haber 2018 Sec. 3.2): the forward pass keeps only the final state;
+    the backward pass rebuilds `state_j = inverse_step(state_{j+1}, weights_j)` step by step from
+    the output and takes each step's vector-Jacobian product at the rebuilt state. Activation
+    memory is then independent of `N` (the per-step weight gradients, the size of the weights,
+    are the only `(N, ...)` buffers). Round-off makes the rebuilt states drift from the stored
+    ones; `on_reconstruction(error)` receives the relative error of the rebuilt initial state
+    against the true one, `||s - s*|| / ||s*||` over all streams, in every backward pass.
+
+    TensorFlow only (`tf.custom_gradient`); other backends raise NotImplementedError.
+    """
+    if keras.backend.backend() != "tensorflow":
+        raise NotImplementedError("Reversible backpropagation is implemented for the TensorFlow backend")
+    import tensorflow as tf
+
+    flat_state = [tf.convert_to_tensor(s) for s in tf.nest.flatten(state)]
+    flat_weights = [tf.convert_to_tensor(w) for w in tf.nest.flatten(weights)]
+    num_state = len(flat_state)
+
+    def unpack(flat):
+        return (
+            tf.nest.pack_sequence_as(state, list(flat[:num_state])),
+            tf.nest.pack_sequence_as(weights, list(flat[num_state:])),
+        )
+
+    @tf.custom_gradient
+    def run(*flat):
+        state0, stacked = unpack(flat)
+        final = tf.nest.flatten(tf.foldl(step, stacked, initializer=state0))
+
+        def grad(*upstream):
+            upstream = [tf.zeros_like(f) if g is None else g for g, f in zip(upstream, final)]
+            weights_flat = list(flat[num_state:])
+            num_steps = int(weights_flat[0].shape[0])
+            # A while loop (not a scan) so that only the per-step weight gradients are stacked:
+            # a scan would stack its carry, i.e. every rebuilt state.
+            arrays = [tf.TensorArray(w.dtype, size=num_steps, element_shape=w.shape[1:]) for w in weights_flat]
+
+            def body(j, state_next, adjoint_state, arrays):
+                weights_j = [w[j] for w in weights_flat]
+                state_j = tf.nest.flatten(inverse_step(*unpack(list(state_next) + weights_j)))
+                with tf.GradientTape() as tape:
+                    tape.watch(state_j + weights_j)
+                    out = step(*unpack(state_j + weights_j))
+                grads = tape.gradient(
+                    tf.nest.flatten(out), state_j + weights_j, output_gradients=list(adjoint_state)
+                )
+                grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, state_j + weights_j)]
+                arrays = [a.write(j, g) for a, g in zip(arrays, grads[num_state:])]
+                return j - 1, state_j, grads[:num_state], arrays
+
+            _, rebuilt, adjoints, arrays = tf.while_loop(
+                lambda j, *_: j >= 0, body, (tf.constant(num_steps - 1), final, upstream, arrays),
+                maximum_iterations=num_steps,
+            )
+            if on_reconstruction is not None:
+                # Over the whole state: a stream that starts at zero (Verlet's Z) has no scale.
+                error = tf.add_n([tf.reduce_sum(tf.square(r - s)) for r, s in zip(rebuilt, flat[:num_state])])
+                scale = tf.add_n([tf.reduce_sum(tf.square(s)) for s in flat[:num_state]])
+                on_reconstruction(tf.cast(tf.sqrt(error / tf.maximum(scale, tf.cast(1e-300, scale.dtype)
+                                                                      if scale.dtype == tf.float64
+                                                                      else tf.cast(1e-30, scale.dtype))), "float32"))
+            return list(adjoints) + [a.stack() for a in arrays]
 
         return final, grad
 

@@ -1,0 +1,156 @@
+"""Peak memory and time of one training step against depth, with and without `reversible=True`.
+
+    python benchmarks/reversible_memory.py [--quick]
+
+Two networks (issue 11): a dense Verlet block (width 64, batch 512, XLA as the zoo's dense
+policy) at N = 16 ... 1024, and a stack of Hamiltonian CNN steps (R&H 2018 unit: TV-normalised
+symmetric layers on the two channel halves, 16 channels, batch 125 on 28x28, no XLA as for every
+conv net on CPU) at N = 4 ... 64. Each configuration runs in a fresh process, so the figure is
+that process's own peak resident memory (`VmHWM`; `ru_maxrss` would inherit the parent's) after
+one compiled training step, minus its peak before the first step (the model, data and TF
+runtime). Time is the median of the following steps. Writes benchmarks/results/reversible_memory.
+{json,md,png} and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+OUT = os.path.join(os.path.dirname(__file__), "results")
+NETWORKS = {
+    "dense_verlet": dict(depths=(16, 64, 256, 1024), quick=(16, 64)),
+    "hamiltonian_cnn": dict(depths=(4, 16, 64), quick=(4, 8)),
+}
+
+
+def _peak_rss_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def measure(network, depth, reversible, repeats=5):
+    """One configuration, in this process: `{"peak_mib", "baseline_mib", "step_ms"}`."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from zoo.blocks import hamiltonian_cnn_block, verlet_block
+
+    rng = np.random.default_rng(0)
+    if network == "dense_verlet":
+        block = verlet_block(depth, T=float(depth) / 16, reversible=reversible)
+        x = rng.standard_normal((512, 64)).astype("float32")
+        jit = True
+    else:
+        block = hamiltonian_cnn_block(depth=depth, T=float(depth), reversible=reversible)
+        x = rng.standard_normal((125, 28, 28, 16)).astype("float32")
+        jit = False
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, block(inputs))
+    model.compile(keras.optimizers.SGD(1e-3), "mse", jit_compile=jit)
+    y = np.zeros_like(x)
+    data = tf.data.Dataset.from_tensors((x, y)).repeat(repeats + 1)
+    baseline = _peak_rss_mib()
+    times = []
+
+    class Timer(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            times.append(1e3 * (time.perf_counter() - self.start))
+
+    model.fit(data, epochs=1, verbose=0, callbacks=[Timer()])
+    return {"network": network, "depth": depth, "reversible": reversible, "baseline_mib": baseline,
+            "peak_mib": _peak_rss_mib(), "step_ms": statistics.median(times[1:]), "first_step_ms": times[0]}
+
+
+def run_fresh(network, depth, reversible):
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", network, str(depth), str(int(reversible))],
+        capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def report(rows):
+    lines = ["| network | N | reversible | step memory MiB (peak - before) | process peak MiB | step ms |",
+             "|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['network']} | {r['depth']} | {r['reversible']} | {r['peak_mib'] - r['baseline_mib']:.0f} "
+                     f"| {r['peak_mib']:.0f} | {r['step_ms']:.1f} |")
+    summary = []
+    for network in NETWORKS:
+        for reversible in (False, True):
+            mine = {r["depth"]: r for r in rows if r["network"] == network and r["reversible"] == reversible}
+            if len(mine) >= 2:
+                lo, hi = min(mine), max(mine)
+                growth = (mine[hi]["peak_mib"] - mine[hi]["baseline_mib"]) / max(
+                    mine[lo]["peak_mib"] - mine[lo]["baseline_mib"], 1.0)
+                summary.append(f"- {network}, reversible={reversible}: step memory x{growth:.2f} from N = {lo} to {hi}")
+        both = [(r, next((s for s in rows if s["network"] == network and s["depth"] == r["depth"]
+                          and not s["reversible"]), None)) for r in rows if r["network"] == network and r["reversible"]]
+        ratios = [f"N={r['depth']}: x{r['step_ms'] / s['step_ms']:.2f}" for r, s in both if s]
+        if ratios:
+            summary.append(f"- {network}, time of the reversible step vs stored states: " + ", ".join(ratios))
+    return "\n".join(lines + [""] + summary) + "\n"
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, network in zip(axes, NETWORKS):
+        for reversible, style in ((False, "o-"), (True, "s--")):
+            mine = sorted((r["depth"], r["peak_mib"] - r["baseline_mib"]) for r in rows
+                          if r["network"] == network and r["reversible"] == reversible)
+            if mine:
+                ax.plot(*zip(*mine), style, label=f"reversible={reversible}")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("steps N")
+        ax.set_ylabel("training-step memory (MiB)")
+        ax.set_title(network)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two small depths per network")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        network, depth, reversible = args.child
+        print(json.dumps(measure(network, int(depth), bool(int(reversible)))))
+        return
+    from tqdm import tqdm
+
+    configs = [(n, d, r) for n, spec in NETWORKS.items() for d in spec["quick" if args.quick else "depths"]
+               for r in (False, True)]
+    rows = [run_fresh(*c) for c in tqdm(configs, desc="reversible memory")]
+    os.makedirs(OUT, exist_ok=True)
+    with open(os.path.join(OUT, "reversible_memory.json"), "w") as f:
+        json.dump({"rows": rows, "load_average": os.getloadavg()}, f, indent=2)
+    text = report(rows)
+    with open(os.path.join(OUT, "reversible_memory.md"), "w") as f:
+        f.write(text)
+    plot(rows, os.path.join(OUT, "reversible_memory.png"))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

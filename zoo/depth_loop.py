@@ -136,7 +136,9 @@ def fold_steps_reversible(step, inverse_step, state, weights, on_reconstruction=
     @tf.custom_gradient
     def run(*flat):
         state0, stacked = unpack(flat)
-        final = tf.nest.flatten(tf.foldl(step, stacked, initializer=state0))
+        # One iteration in flight (the default 10 keeps up to 10 steps' buffers alive at once,
+        # which made the memory of a reversible block grow with N up to N = 10).
+        final = tf.nest.flatten(tf.foldl(step, stacked, initializer=state0, parallel_iterations=1))
 
         def grad(*upstream):
             upstream = [tf.zeros_like(f) if g is None else g for g, f in zip(upstream, final)]
@@ -161,7 +163,7 @@ def fold_steps_reversible(step, inverse_step, state, weights, on_reconstruction=
 
             _, rebuilt, adjoints, arrays = tf.while_loop(
                 lambda j, *_: j >= 0, body, (tf.constant(num_steps - 1), final, upstream, arrays),
-                maximum_iterations=num_steps,
+                maximum_iterations=num_steps, parallel_iterations=1,
             )
             if on_reconstruction is not None:
                 # Over the whole state: a stream that starts at zero (Verlet's Z) has no scale.

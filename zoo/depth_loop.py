@@ -48,10 +48,13 @@ def fold_steps(step, state, weights, return_states=False, reverse=False):
     return _fold_with_adjoint(step, state, weights)
 
 
-def _fold_with_adjoint(step, state, weights):
+def _flatten(state, weights):
+    """Flat tensor lists of `state` and `weights`, and `unpack(flat) -> (state, weights)`.
+
+    Variables are read here, outside the custom-gradient function, which must see tensors.
+    """
     import tensorflow as tf
 
-    # Read variables outside the custom-gradient function, which must see plain tensors.
     flat_state = [tf.convert_to_tensor(s) for s in tf.nest.flatten(state)]
     flat_weights = [tf.convert_to_tensor(w) for w in tf.nest.flatten(weights)]
     num_state = len(flat_state)
@@ -61,6 +64,15 @@ def _fold_with_adjoint(step, state, weights):
             tf.nest.pack_sequence_as(state, list(flat[:num_state])),
             tf.nest.pack_sequence_as(weights, list(flat[num_state:])),
         )
+
+    return flat_state, flat_weights, unpack
+
+
+def _fold_with_adjoint(step, state, weights):
+    import tensorflow as tf
+
+    flat_state, flat_weights, unpack = _flatten(state, weights)
+    num_state = len(flat_state)
 
     @tf.custom_gradient
     def run(*flat):
@@ -123,15 +135,8 @@ def fold_steps_reversible(step, inverse_step, state, weights, on_reconstruction=
         raise NotImplementedError("Reversible backpropagation is implemented for the TensorFlow backend")
     import tensorflow as tf
 
-    flat_state = [tf.convert_to_tensor(s) for s in tf.nest.flatten(state)]
-    flat_weights = [tf.convert_to_tensor(w) for w in tf.nest.flatten(weights)]
+    flat_state, flat_weights, unpack = _flatten(state, weights)
     num_state = len(flat_state)
-
-    def unpack(flat):
-        return (
-            tf.nest.pack_sequence_as(state, list(flat[:num_state])),
-            tf.nest.pack_sequence_as(weights, list(flat[num_state:])),
-        )
 
     @tf.custom_gradient
     def run(*flat):

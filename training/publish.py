@@ -152,11 +152,20 @@ def standard_entries():
                         "4 -> 8 -> 16 layers.",
             spec={"architecture": f"hr17_{net}_conv", "config": {"depth": 16, "T": 6.0, "width": 6}}))
         for ds in ("ellipses", "swiss_roll", "peaks"):
-            entries[f"hr17_{net}_{ds}"] = (f"runs/hr17_toy3/{ds}/{net}", dict(
-                family=HR17, recipe=f"python -m training.recipes.hr17_toy --dataset {ds} --network {net}",
+            run_dir, recipe, first = f"runs/hr17_toy3/{ds}/{net}", "", 4
+            if pathlib.Path(TOY_FROM_32, ds, net, "results.json").exists():
+                run_dir, recipe, first = f"{TOY_FROM_32}/{ds}/{net}", TOY_FROM_32_ARGS, 32
+            entries[f"hr17_{net}_{ds}"] = (run_dir, dict(
+                family=HR17, recipe=f"python -m training.recipes.hr17_toy --dataset {ds} --network {net}{recipe}",
                 description=f"Haber & Ruthotto 2017 {what} on the 2-D {ds.replace('_', ' ')} set "
-                            "(Sec. 6), multilevel training up to 1,024 layers."))
+                            f"(Sec. 6), multilevel training from {first} to 1,024 layers."))
     return entries
+
+
+# The 2-D re-runs whose multilevel training starts at N = 32 (docs/reproduction.md) replace the
+# earlier runs where they exist.
+TOY_FROM_32 = "runs/hr17_toy5"
+TOY_FROM_32_ARGS = " --min-depth 32 --epochs 600 300 100 50 30 20"
 
 
 def publish_all(root=None, only_missing=False):

@@ -98,6 +98,9 @@ def report(rows):
                 growth = (mine[hi]["peak_mib"] - mine[hi]["baseline_mib"]) / max(
                     mine[lo]["peak_mib"] - mine[lo]["baseline_mib"], 1.0)
                 summary.append(f"- {network}, reversible={reversible}: step memory x{growth:.2f} from N = {lo} to {hi}")
+            if 64 in mine and 1024 in mine:
+                step = {n: mine[n]["peak_mib"] - mine[n]["baseline_mib"] for n in (64, 1024)}
+                summary.append(f"- {network}, reversible={reversible}: N = 1024 vs N = 64: x{step[1024] / step[64]:.2f}")
         both = [(r, next((s for s in rows if s["network"] == network and s["depth"] == r["depth"]
                           and not s["reversible"]), None)) for r in rows if r["network"] == network and r["reversible"]]
         ratios = [f"N={r['depth']}: x{r['step_ms'] / s['step_ms']:.2f}" for r, s in both if s]
@@ -132,7 +135,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="two small depths per network")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table from the last results")
     args = parser.parse_args(argv)
+    if args.report_only:
+        with open(os.path.join(OUT, "reversible_memory.json")) as f:
+            saved = json.load(f)
+        return _write(saved["rows"], saved["load_average"])
     if args.child:
         network, depth, reversible = args.child
         print(json.dumps(measure(network, int(depth), bool(int(reversible)))))
@@ -142,10 +150,15 @@ def main(argv=None):
     configs = [(n, d, r) for n, spec in NETWORKS.items() for d in spec["quick" if args.quick else "depths"]
                for r in (False, True)]
     rows = [run_fresh(*c) for c in tqdm(configs, desc="reversible memory")]
+    _write(rows, os.getloadavg())
+
+
+def _write(rows, load_average):
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, "reversible_memory.json"), "w") as f:
-        json.dump({"rows": rows, "load_average": os.getloadavg()}, f, indent=2)
-    text = report(rows)
+        json.dump({"rows": rows, "load_average": list(load_average)}, f, indent=2)
+    text = report(rows) + (f"\nLoad average (1, 5, 15 min) when the run ended: {', '.join(f'{v:.1f}' for v in load_average)} "
+                           "on 2 cores: step times are inflated and noisy; the memory figures are not affected.\n")
     with open(os.path.join(OUT, "reversible_memory.md"), "w") as f:
         f.write(text)
     plot(rows, os.path.join(OUT, "reversible_memory.png"))

@@ -18,7 +18,6 @@ import keras
 import numpy as np
 
 from zoo.blocks import ODEBlock
-from zoo.depth_loop import fold_steps
 from zoo.operators import Parametrization
 
 __all__ = ["FoldedODEBlock", "fold_model"]
@@ -83,10 +82,15 @@ class FoldedODEBlock(ODEBlock):
         h = self.h
         state = tuple(state)
         if not self.unroll:
-            def step(carry, theta_j):
-                return self.integrator.step(self.dynamics, theta_j, carry, h)
+            # A counted loop indexing the stacked weights (ONNX Loop + Gather, LiteRT WHILE +
+            # GATHER); a scan would carry a list of states, which LiteRT's builtins cannot lower.
+            theta = self.effective_weights()
 
-            return fold_steps(step, state, self.effective_weights())
+            def body(j, carry):
+                theta_j = {name: keras.ops.take(w, j, axis=0) for name, w in theta.items()}
+                return tuple(self.integrator.step(self.dynamics, theta_j, carry, h))
+
+            return keras.ops.fori_loop(0, self.depth, body, state)
         for j in range(self.depth):  # unrolled on purpose: the exported graph has one op chain per step
             theta_j = {name: w[j] for name, w in self._theta.items()}
             state = self.integrator.step(self.dynamics, theta_j, state, h)

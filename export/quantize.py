@@ -82,7 +82,13 @@ def convert_onnx_fp16(fp32_path, path, overwrite=False):
     import onnx
     from onnxconverter_common import float16
 
-    model = float16.convert_float_to_float16(onnx.load(fp32_path), keep_io_types=True)
+    model = onnx.load(fp32_path)
+    if any(node.op_type == "Loop" for node in model.graph.node):
+        raise ValueError(
+            f"{fp32_path} has an ONNX Loop (a block deeper than the unroll limit): onnxconverter-common's "
+            "float16 conversion breaks the loop body's types; export float32 or int8 instead"
+        )
+    model = float16.convert_float_to_float16(model, keep_io_types=True)
     # The converter leaves stale float32 value_info next to float16 tensors, which the full check
     # rejects (onnxconverter-common#256); the runtime re-infers these shapes anyway.
     del model.graph.value_info[:]

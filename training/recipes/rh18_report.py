@@ -1,6 +1,6 @@
 """The Ruthotto & Haber 2018 section of docs/reproduction.md: our Fashion-MNIST runs beside Table 1.
 
-Called by `python -m training.recipes.hr17_report`; reads `runs/rh18_fmnist_12ep/<unit>/`.
+Called by `python -m training.recipes.hr17_report`; reads the runs named in `training.publish.RH18_RUNS`.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def rh18_section(runs, docs):
              "with the learning-rate drops at 60% / 80% of each run's epoch budget, best-validation weights "
              "on the official 10,000-image test set. Loss is the cross-entropy alone. Epoch times were measured "
              "while other jobs shared the 2 cores (the parabolic train step alone: 341 ms per batch of 125, "
-             "about 131 s per 48,000-image epoch); the epoch budgets (8 or 12) are what one session allowed.", "",
+             "about 131 s per 48,000-image epoch), and a run paused for another (SIGSTOP) counts the pause in that "
+             "epoch; the epoch budgets (12 to 16) are what a session allowed.", "",
              "| network | paper CIFAR-10 weights | paper CIFAR-10 test acc. (loss) | ours Fashion-MNIST weights "
              "| epochs | ours best val acc. (epoch) | ours test acc. (loss) | s / epoch |",
              "|---|---|---|---|---|---|---|---|"]

@@ -22,6 +22,9 @@ SECTIONS = (
      "median step time, for a dense Verlet block (width 64, batch 512, XLA) and a stack of Hamiltonian "
      "CNN steps (R&H 2018 unit, 16 channels, batch 125, 28x28), with and without `reversible=True` "
      "(`benchmarks/reversible_memory.py`)."),
+    ("reversible_drift", "Reversible backpropagation: float32 reconstruction drift",
+     "How far the input state rebuilt by the inverse steps is from the true one, against `N` and `h` "
+     "(`benchmarks/reversible_drift.py`)."),
 )
 
 

@@ -99,3 +99,17 @@ def test_reversible_model_trains_saves_loads_and_exports_like_the_plain_one(tmp_
     onnx_path = export_onnx(reversible, str(tmp_path / "reversible.onnx"))
     got = load_predictor(onnx_path).predict(x)["logits"]
     np.testing.assert_allclose(got, reversible.predict(x, verbose=0), atol=1e-5)
+
+
+def test_reconstruction_monitor_logs_and_warns():
+    from training.callbacks import ReconstructionMonitor
+
+    x = np.random.default_rng(0).standard_normal((32, 2)).astype("float32")
+    model = zoo.create("hr17_verlet", depth=16, T=4.0, width=2, reversible=True)
+    model.compile("sgd", keras.losses.BinaryCrossentropy(from_logits=True))
+    history = model.fit(x, (x[:, :1] > 0).astype("float32"), epochs=1, verbose=0, shuffle=False,
+                        callbacks=[ReconstructionMonitor()])
+    assert 0.0 <= history.history["reconstruction_error/block"][0] < 1e-4
+    with pytest.warns(UserWarning, match="reconstruction error"):
+        model.fit(x, (x[:, :1] > 0).astype("float32"), epochs=1, verbose=0, shuffle=False,
+                  callbacks=[ReconstructionMonitor(warn_above=-1.0)])

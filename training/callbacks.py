@@ -19,6 +19,7 @@ from zoo.diagnostics import (
 )
 
 __all__ = [
+    "ReconstructionMonitor",
     "StepGradientNorms",
     "Lemma1Monitor",
     "BackwardSensitivity",
@@ -206,3 +207,33 @@ class TqdmEpochs(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self.bar.close()
+
+
+class ReconstructionMonitor(keras.callbacks.Callback):
+    """Logs `reconstruction_error/<block>` of every `reversible=True` block after each epoch.
+
+    The value is the relative error of the input state that the last backward pass rebuilt
+    (`ODEBlock.reconstruction_error`). Above `warn_above` the gradients of that block are no
+    longer those of the network (float32 drifts with large `h` and many steps; see
+    docs/performance.md): the callback warns once per block, and the fix is a smaller `h`
+    (larger `N` at the same `T`), float64, or `reversible=False`.
+    """
+
+    def __init__(self, warn_above=1e-3):
+        super().__init__()
+        self.warn_above = float(warn_above)
+        self._warned = set()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for layer in self.model.layers:
+            if getattr(layer, "reversible", False) and hasattr(layer, "reconstruction_error"):
+                error = float(ops.convert_to_numpy(layer.reconstruction_error))
+                logs[f"reconstruction_error/{layer.name}"] = error
+                if error > self.warn_above and layer.name not in self._warned:
+                    self._warned.add(layer.name)
+                    import warnings
+
+                    warnings.warn(f"Block {layer.name!r}: reversible reconstruction error {error:.2e} exceeds "
+                                  f"{self.warn_above:.0e}; its gradients drift (reduce h or use float64)")

@@ -15,7 +15,6 @@ the original does.
 from __future__ import annotations
 
 import keras
-import numpy as np
 
 from zoo.blocks import ODEBlock
 from zoo.operators import Parametrization
@@ -124,9 +123,3 @@ def fold_model(model, unroll_max_steps=UNROLL_MAX_STEPS):
     folded = keras.models.clone_model(model, clone_function=clone)
     folded.name = model.name
     return folded
-
-
-def folded_blocks(model):
-    """`{name: {weight name: numpy array}}` of the effective weights of every folded block."""
-    return {layer.name: {k: np.asarray(v) for k, v in layer.effective_weights().items()}
-            for layer in model.layers if isinstance(layer, FoldedODEBlock)}

@@ -123,9 +123,6 @@ def weight_computing_ops(path):
     import onnx
     from onnx import numpy_helper
 
-    def constant_value(graph_arrays, name):
-        return graph_arrays.get(name)
-
     def visit(graph, data, weights, arrays, found, inputs_data=(), inputs_weight=()):
         data, weights = set(data), set(weights)
         for init in graph.initializer:
@@ -157,7 +154,7 @@ def weight_computing_ops(path):
             elif from_weights:
                 weights.update(node.output)
                 flip = node.op_type == "Slice" and len(inputs) > 4 and np.any(
-                    np.asarray(constant_value(arrays, inputs[4]) if inputs[4] in arrays else 1) < 0)
+                    np.asarray(arrays.get(inputs[4], 1)) < 0)
                 if node.op_type not in _SELECTION_OPS or flip:
                     found.append((node.op_type, node.name))
         return found

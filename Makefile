@@ -34,8 +34,14 @@ test-fast: $(VENV)/.test-installed
 examples: $(VENV)/.demo-installed
 	$(VENV)/bin/stable-zoo examples
 
+# Speed and memory benchmarks (scripts, not tests), then docs/performance.md from their results.
 bench: $(VENV)/.test-installed
+	$(PY) benchmarks/vs_pytorch.py
+	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/depth_scaling.py
+	$(PY) benchmarks/reversible_memory.py
+	$(PY) benchmarks/reversible_drift.py
+	$(PY) benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,6 +1,9 @@
 """Assemble docs/performance.md from the benchmark results in benchmarks/results/.
 
-    python benchmarks/depth_scaling.py && python benchmarks/reversible_memory.py && python benchmarks/report.py
+    python benchmarks/vs_pytorch.py && python benchmarks/input_pipeline.py && python benchmarks/depth_scaling.py \
+        && python benchmarks/reversible_memory.py && python benchmarks/reversible_drift.py && python benchmarks/report.py
+
+or all of it: `make benchmarks`.
 
 Each benchmark script writes its own table (`results/<name>.md`, plus a PNG); this script puts
 them under one heading per benchmark with the machine they ran on.
@@ -14,6 +17,15 @@ import shutil
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 SECTIONS = (
+    ("vs_pytorch", "Against PyTorch: the same networks, parameter-matched",
+     "Training step (and PDE CNN inference) of each network in this zoo with default settings (what "
+     "a user gets: `compile` without `jit_compile`, so `zoo.jit_policy` decides) and in a "
+     "hand-written PyTorch peer with the same weights and math (`benchmarks/peers/`), eager and "
+     "`torch.compile`, in one process per comparison (`benchmarks/vs_pytorch.py`)."),
+    ("input_pipeline", "Is training input-bound? tf.data against the model step",
+     "Images per second of the recipes' Fashion-MNIST `tf.data` pipeline alone, of the bare "
+     "compiled training step on an in-memory batch, and of `model.fit` on the pipeline "
+     "(`benchmarks/input_pipeline.py`)."),
     ("depth_scaling", "Depth scaling and the XLA policy",
      "Compile time and time per training step of a deep narrow dense block and the H&R MNIST conv "
      "net, with and without XLA (`benchmarks/depth_scaling.py`)."),

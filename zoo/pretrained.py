@@ -54,11 +54,12 @@ def _classes_of(model):
 
 def replace_head(model, num_classes):
     """The same body with a new `predictions` head for `num_classes` (1 logit for 2 classes)."""
+    from zoo.models.base import ZooModel
     from zoo.models.heads import classifier_head
 
     features = model.get_layer(HEAD_NAME).input
     logits = classifier_head(features, num_classes)
-    return keras.Model(model.inputs, logits, name=f"{model.name}_{num_classes}_classes")
+    return ZooModel(model.inputs, logits, name=f"{model.name}_{num_classes}_classes")
 
 
 def set_body_trainable(model, trainable):

@@ -62,7 +62,7 @@ def _loss_and_metric(num_classes):
 
 
 def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=None, lr=1e-2, seed=0,
-        subsample=None, level_lr_factor=0.5):
+        subsample=None, level_lr_factor=0.5, momentum_channels=None):
     """Train one network on one toy set over `levels`; write logs, figures, results.json."""
     seed_everything(seed)
     setting = TOY_SETTINGS[dataset]
@@ -76,6 +76,8 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=Non
     k = data.num_classes
     y_tr, y_va = _targets(y_tr, k), _targets(y_va, k)
     width, lifting = setting.widths[network]
+    # Verlet's z may be wider than y (K is n x m; notes 1.4): capacity without widening y.
+    block_args = {"momentum_channels": momentum_channels} if momentum_channels else {}
     out_dir = prepare_out_dir(os.path.join(out_dir, dataset, network))
     loss, metric = _loss_and_metric(k)
 
@@ -83,7 +85,7 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=Non
         return zoo.create(
             f"hr17_{network}", depth=depth, T=setting.T, width=width, num_classes=k, lifting=lifting,
             kernel_regularizer=TimeSmoothness(setting.alpha, T=setting.T),
-            bias_regularizer=TimeSmoothness(setting.alpha, T=setting.T),
+            bias_regularizer=TimeSmoothness(setting.alpha, T=setting.T), **block_args,
         )
 
     train_ds = make_pipeline(x_tr, y_tr, batch_size, training=True, seed=seed)
@@ -120,6 +122,7 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=Non
     np.save(os.path.join(out_dir, "grad_norms_final.npy"), norms)
     summary = {
         "dataset": dataset, "network": network, "T": setting.T, "alpha": setting.alpha, "width": width,
+        "momentum_channels": momentum_channels,
         "optimizer": f"Adam(cosine decay from lr={lr} * max({level_lr_factor}**level, 1/8) to 1% per level, clipnorm=1)", "batch_size": batch_size, "epochs_per_level": list(np.atleast_1d(epochs).tolist()), "seed": seed,
         "n_train": int(len(x_tr)), "n_val": int(len(x_va)), "seconds": elapsed,
         "levels": [r.as_dict() | {"history": None} for r in records],
@@ -127,7 +130,7 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=Non
     }
     # What a pretrained entry needs to rebuild the final model (training-only terms dropped).
     summary["model"] = {"architecture": f"hr17_{network}", "config": dict(
-        depth=int(levels[-1]), T=setting.T, width=width, num_classes=k, lifting=lifting)}
+        depth=int(levels[-1]), T=setting.T, width=width, num_classes=k, lifting=lifting, **block_args)}
     model.save_weights(os.path.join(out_dir, "final.weights.h5"))
     write_json(summary, os.path.join(out_dir, "results.json"))
     plot_decision(model, data, x_tr, y_tr, os.path.join(out_dir, "decision.png"), f"{dataset}, {network}")
@@ -174,11 +177,14 @@ def main(argv=None):
     parser.add_argument("--max-depth", type=int, default=1024)
     parser.add_argument("--level-lr-factor", type=float, default=0.5,
                         help="learning rate multiplier per level (floor 1/8)")
+    parser.add_argument("--momentum-channels", type=int, default=None,
+                        help="Verlet only: width m of z (K is n x m); default m = n")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 levels, 3 epochs, 256 points")
     args = parser.parse_args(argv)
     if args.quick:
-        summary = run(args.dataset, args.network, args.out, levels=(4, 8), epochs=3, subsample=256, seed=args.seed)
+        summary = run(args.dataset, args.network, args.out, levels=(4, 8), epochs=3, subsample=256, seed=args.seed,
+                      momentum_channels=args.momentum_channels)
     else:
         levels = tuple(n for n in FULL_LEVELS if args.min_depth <= n <= args.max_depth)
         if not levels:
@@ -192,7 +198,7 @@ def main(argv=None):
         if len(epochs) != len(levels):
             parser.error(f"--epochs gives {len(epochs)} values for {len(levels)} levels {levels}")
         summary = run(args.dataset, args.network, args.out, levels=levels, epochs=epochs, seed=args.seed,
-                      level_lr_factor=args.level_lr_factor)
+                      level_lr_factor=args.level_lr_factor, momentum_channels=args.momentum_channels)
     for rec in summary["levels"]:
         print(f"N={rec['depth']:5d}  best val acc {rec['val_accuracy']:.4f}  "
               f"after prolongation {rec['val_accuracy_after_prolongation']}")

@@ -34,6 +34,7 @@ import keras
 
 from zoo.blocks import fcnn_block, h1_block, h2_block, ms1_block, ms2_block, ms3_block
 from zoo.layers import FeatureLifting
+from zoo.models.base import ZooModel
 from zoo.models.heads import classifier_head
 from zoo.operators import Conv2DOperator
 from zoo.registry import register_model
@@ -73,7 +74,7 @@ def build_dense_classifier(
     x = FeatureLifting(width, "pad", name="lifting")(inputs) if width != in_features else inputs
     x = _block(network, depth, T, "dense", "block", **block_args)(x)
     logits = classifier_head(x, num_classes, kernel_regularizer=head_regularizer)
-    return keras.Model(inputs, logits, name=name or f"galimberti_{network}")
+    return ZooModel(inputs, logits, name=name or f"galimberti_{network}")
 
 
 def build_conv_classifier(
@@ -103,7 +104,7 @@ def build_conv_classifier(
         operator = Conv2DOperator(kernel_size=block_kernel_size)
         x = _block(network, depth, T, operator, "block", **block_args)(x)
     logits = classifier_head(x, num_classes, flatten=True, kernel_regularizer=head_regularizer)
-    return keras.Model(inputs, logits, name=name or f"galimberti_{network}_conv")
+    return ZooModel(inputs, logits, name=name or f"galimberti_{network}_conv")
 
 
 # === Registered builders (defaults: nf = 4, T = 0.8, 16 layers) ===

@@ -19,6 +19,7 @@ import keras
 
 from zoo.blocks import antisymmetric_block, leapfrog_block, resnet_block, verlet_block
 from zoo.layers import FeatureLifting
+from zoo.models.base import ZooModel
 from zoo.models.heads import classifier_head
 from zoo.registry import register_model
 
@@ -47,7 +48,7 @@ def build_dense_classifier(
     x = FeatureLifting(width, lifting, name="lifting")(inputs) if width != in_features else inputs
     x = _block(network, depth, T, "dense", "block", **block_args)(x)
     logits = classifier_head(x, num_classes)
-    return keras.Model(inputs, logits, name=name or f"hr17_{network}")
+    return ZooModel(inputs, logits, name=name or f"hr17_{network}")
 
 
 def build_conv_classifier(
@@ -60,7 +61,7 @@ def build_conv_classifier(
     x = keras.layers.Conv2D(width, 3, padding="same", activation="tanh", name="opening")(x)
     x = _block(network, depth, T, "conv", "block", **block_args)(x)
     logits = classifier_head(x, num_classes, flatten=True, kernel_regularizer=head_regularizer)
-    return keras.Model(inputs, logits, name=name or f"hr17_{network}_conv")
+    return ZooModel(inputs, logits, name=name or f"hr17_{network}_conv")
 
 
 # === Registered builders (defaults: the paper's settings) ===

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import keras
 
+from zoo.models.base import ZooModel
 from zoo.registry import register_model
 from zoo.selection import (
     BasisReadout,
@@ -65,7 +66,7 @@ def build_selection_classifier(
     # === Functional Model ===
     inputs = keras.Input((in_features,), name="features")
     logits = readout(block(lifting(inputs)))
-    return keras.Model(inputs, logits, name=name or "lm_selection")
+    return ZooModel(inputs, logits, name=name or "lm_selection")
 
 
 def build_continuous_selection_classifier(
@@ -95,7 +96,7 @@ def build_continuous_selection_classifier(
     # === Functional Model ===
     inputs = keras.Input((in_features,), name="features")
     logits = readout(block(lift(inputs)))
-    return keras.Model(inputs, logits, name=name or "lm_selection_continuous")
+    return ZooModel(inputs, logits, name=name or "lm_selection_continuous")
 
 
 # === Registered builders ===

@@ -38,6 +38,7 @@ from __future__ import annotations
 import keras
 
 from zoo.blocks import hamiltonian_cnn_block, parabolic_cnn_block, second_order_cnn_block
+from zoo.models.base import ZooModel
 from zoo.models.heads import classifier_head
 from zoo.registry import register_model
 
@@ -118,7 +119,7 @@ def build_pde_cnn(
             x = keras.layers.AveragePooling2D(2, name=f"connector{k}_pool")(x)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     logits = classifier_head(x, num_classes)
-    return keras.Model(inputs, logits, name=name or f"rh18_{unit}")
+    return ZooModel(inputs, logits, name=name or f"rh18_{unit}")
 
 
 def _build(unit, dataset, **overrides):

@@ -17,7 +17,7 @@ import numpy as np
 from export.common import OUTPUT_NAMES, atomic_output, input_name, input_shape, serving_outputs
 from export.fold import fold_model
 
-__all__ = ["OPSET", "export_onnx", "weight_computing_ops", "check_onnx", "onnx_op_counts"]
+__all__ = ["OPSET", "export_onnx", "weight_computing_ops", "check_onnx", "onnx_op_counts", "unsupported_ops", "UnsupportedOpError"]
 
 OPSET = 17
 
@@ -49,6 +49,12 @@ def export_onnx(model, path, opset=OPSET, overwrite=False, fold=True):
 
     with atomic_output(path, overwrite=overwrite) as tmp:
         proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+        unsupported = unsupported_ops(proto)
+        if unsupported:  # tf2onnx only logs these and emits nodes no runtime can execute
+            raise UnsupportedOpError(
+                f"cannot export {model.name!r} to ONNX opset {opset}: no ONNX equivalent for the "
+                f"TensorFlow op(s) {', '.join(unsupported)}"
+            )
         _name_outputs(proto, OUTPUT_NAMES)
         shorten_names(proto)
         import onnx
@@ -56,6 +62,28 @@ def export_onnx(model, path, opset=OPSET, overwrite=False, fold=True):
         onnx.save(proto, tmp)
         check_onnx(tmp)
     return path
+
+
+class UnsupportedOpError(ValueError):
+    """The model uses an op that ONNX (at the requested opset) cannot express."""
+
+
+def unsupported_ops(proto):
+    """Sorted op types in the default ONNX domain that ONNX does not define (tf2onnx leftovers)."""
+    import onnx
+
+    found = set()
+
+    def visit(graph):
+        for node in graph.node:
+            if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
+                found.add(node.op_type)
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    visit(attr.g)
+
+    visit(proto.graph)
+    return sorted(found)
 
 
 def _name_outputs(proto, names):

@@ -50,8 +50,8 @@ __all__ = [
 def _check_depth_and_time(depth, T):
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
         raise ValueError(f"`depth` (N) must be an integer >= 1; Received: depth={depth!r}")
-    if not float(T) > 0:
-        raise ValueError(f"`T` (final time) must be > 0; Received: T={T!r}")
+    if not 0 < float(T) < float("inf"):  # also refuses NaN
+        raise ValueError(f"`T` (final time) must be finite and > 0; Received: T={T!r}")
 
 
 @keras.saving.register_keras_serializable(package="stable_zoo")

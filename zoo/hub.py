@@ -64,9 +64,20 @@ def sha256_of(path, chunk=1 << 20):
     return digest.hexdigest()
 
 
+_URL_SCHEMES = ("file", "https", "http")
+
+
 def _base_url():
-    url = os.environ.get(BASE_URL_ENV, "").strip()
-    return url.rstrip("/") or None
+    url = os.environ.get(BASE_URL_ENV, "").strip().rstrip("/")
+    if not url:
+        return None
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _URL_SCHEMES:  # refuse before any connection is tried
+        raise ValueError(
+            f"{BASE_URL_ENV}={url!r}: the base URL must start with one of "
+            f"{', '.join(s + '://' for s in _URL_SCHEMES)}"
+        )
+    return url
 
 
 def _cache_dir():

@@ -6,7 +6,22 @@ import keras
 
 from zoo.jit_policy import choose_jit_compile
 
-__all__ = ["ZooModel"]
+__all__ = ["ZooModel", "check_image_shape"]
+
+
+def check_image_shape(image_shape):
+    """`(height, width, channels)` of positive ints, channels last; a clear error otherwise."""
+    try:
+        shape = tuple(int(d) for d in image_shape)
+        valid = len(shape) == 3 and all(d >= 1 for d in shape) and shape == tuple(image_shape)
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            "`image_shape` must be (height, width, channels) with positive ints, channels last; "
+            f"Received: image_shape={image_shape!r}"
+        )
+    return shape
 
 
 @keras.saving.register_keras_serializable(package="stable_zoo")

@@ -34,7 +34,7 @@ import keras
 
 from zoo.blocks import fcnn_block, h1_block, h2_block, ms1_block, ms2_block, ms3_block
 from zoo.layers import FeatureLifting
-from zoo.models.base import ZooModel
+from zoo.models.base import ZooModel, check_image_shape
 from zoo.models.heads import classifier_head
 from zoo.operators import Conv2DOperator
 from zoo.registry import register_model
@@ -95,7 +95,7 @@ def build_conv_classifier(
         T = float(h) * depth
     elif h is not None:
         raise ValueError(f"Give one of `h` and `T`; Received: h={h!r}, T={T!r}")
-    inputs = keras.Input(image_shape, name="image")
+    inputs = keras.Input(check_image_shape(image_shape), name="image")
     x = keras.layers.Rescaling(
         1.0 / (255.0 * _MNIST_STD), offset=-_MNIST_MEAN / _MNIST_STD, name="normalize"
     )(inputs)

@@ -19,7 +19,7 @@ import keras
 
 from zoo.blocks import antisymmetric_block, leapfrog_block, resnet_block, verlet_block
 from zoo.layers import FeatureLifting
-from zoo.models.base import ZooModel
+from zoo.models.base import ZooModel, check_image_shape
 from zoo.models.heads import classifier_head
 from zoo.registry import register_model
 
@@ -56,6 +56,7 @@ def build_conv_classifier(
     head_regularizer=None, name=None, **block_args,
 ):
     """The Sec. 6.4 network: normalise, 3x3 opening to `width`, one conv block, flat head."""
+    image_shape = check_image_shape(image_shape)
     inputs = keras.Input(image_shape, name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
     x = keras.layers.Conv2D(width, 3, padding="same", activation="tanh", name="opening")(x)

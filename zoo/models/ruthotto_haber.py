@@ -38,7 +38,7 @@ from __future__ import annotations
 import keras
 
 from zoo.blocks import hamiltonian_cnn_block, parabolic_cnn_block, second_order_cnn_block
-from zoo.models.base import ZooModel
+from zoo.models.base import ZooModel, check_image_shape
 from zoo.models.heads import classifier_head
 from zoo.registry import register_model
 
@@ -108,7 +108,7 @@ def build_pde_cnn(
     final_width = widths[-1] if final_width is None else int(final_width)
 
     # === Layers / Functional Model ===
-    inputs = keras.Input(tuple(image_shape), name="image")
+    inputs = keras.Input(check_image_shape(image_shape), name="image")
     x = keras.layers.Rescaling(1.0 / 255.0, name="normalize")(inputs)
     x = _conv_bn_relu(x, widths[0], 3, "opening")
     outs = widths[1:] + (final_width,)

@@ -1,5 +1,6 @@
 """Keras callbacks: per-step gradient norms of a block, Lemma 1 over training, backward
-sensitivities `||dY_N/dY_l||` over training (Galimberti et al. 2021, Fig. 2), a tqdm bar."""
+sensitivities `||dY_N/dY_l||` over training (Galimberti et al. 2021, Fig. 2), a tqdm bar, and
+`ResumableBackup`, the `BackupAndRestore` every recipe uses (atomic, data order, best weights)."""
 
 from __future__ import annotations
 
@@ -20,12 +21,17 @@ from zoo.diagnostics import (
 
 __all__ = [
     "ReconstructionMonitor",
+    "ResumableBackup",
     "StepGradientNorms",
     "Lemma1Monitor",
     "BackwardSensitivity",
     "EpochTimer",
     "TqdmEpochs",
     "block_io",
+    "KERAS_ITERATORS_PER_EPOCH",
+    "load_weights_npz",
+    "replay_iterations",
+    "save_weights_npz",
 ]
 
 
@@ -151,10 +157,27 @@ class BackwardSensitivity(keras.callbacks.Callback):
     def _record(self):
         self.iterations.append(self._step())
         self.values.append(self.measure())
+        if self.every is not None:
+            self.save()  # every record on disk, so a resumed run can continue the file
 
     def on_train_begin(self, logs=None):
+        step = self._step()
+        if not self.values and step > 0 and self.path is not None:
+            self._load_until(step)  # a fit resumed by a backup callback listed before this one
         if not self.values:
             self._record()
+
+    def _load_until(self, step):
+        import os
+
+        stem = self.path[: -len(".npy")] if self.path.endswith(".npy") else self.path
+        if not (os.path.exists(self.path) and os.path.exists(f"{stem}_iterations.npy")):
+            return
+        values, iterations = np.load(self.path), np.load(f"{stem}_iterations.npy")
+        n = min(len(values), len(iterations))  # the two files are replaced one after the other
+        keep = iterations[:n] <= step
+        self.values = list(values[:n][keep])
+        self.iterations = [int(i) for i in iterations[:n][keep]]
 
     def on_train_batch_end(self, batch, logs=None):
         if self.every is not None and self._step() // int(self.every) > self.iterations[-1] // int(self.every):
@@ -174,9 +197,14 @@ class BackwardSensitivity(keras.callbacks.Callback):
     def save(self):
         if self.path is None or not self.values:
             return
-        np.save(self.path, np.stack(self.values))
+        import os
+
         stem = self.path[: -len(".npy")] if self.path.endswith(".npy") else self.path
-        np.save(f"{stem}_iterations.npy", np.asarray(self.iterations))
+        for path, array in ((self.path, np.stack(self.values)),
+                            (f"{stem}_iterations.npy", np.asarray(self.iterations))):
+            with open(f"{path}.tmp", "wb") as f:  # atomic: a killed run leaves whole files
+                np.save(f, array)
+            os.replace(f"{path}.tmp", path)
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -199,6 +227,12 @@ class TqdmEpochs(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self.bar = tqdm(total=self.params.get("epochs"), desc=self.desc, leave=False, mininterval=1.0)
+        self._started = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._started:  # a resumed fit starts at its restored epoch
+            self._started = True
+            self.bar.update(epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         shown = {k: f"{v:.4f}" for k, v in (logs or {}).items() if "accuracy" in k or k == "loss"}
@@ -237,3 +271,271 @@ class ReconstructionMonitor(keras.callbacks.Callback):
 
                     warnings.warn(f"Block {layer.name!r}: reversible reconstruction error {error:.2e} exceeds "
                                   f"{self.warn_above:.0e}; its gradients drift (reduce h or use float64)")
+
+
+# === Resumable training ===
+
+
+def _atomic_write_json(obj, path):
+    """Write `obj` as JSON to `path` atomically (temp file in the same directory + `os.replace`)."""
+    import json
+    import os
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
+        json.dump(obj, f, indent=1, default=float)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(f.name, path)
+
+
+def save_weights_npz(model, path):
+    """`model.get_weights()` to `path` (`.npz`), atomically: what `EarlyStopping` keeps in memory."""
+    import os
+
+    tmp = f"{path}.tmp.npz"
+    with open(tmp, "wb") as f:
+        np.savez(f, *model.get_weights())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_weights_npz(model, path):
+    """Set `model`'s weights from a file written by `save_weights_npz` (no pickle)."""
+    with np.load(path, allow_pickle=False) as f:
+        model.set_weights([f[f"arr_{i}"] for i in range(len(f.files))])
+
+
+# Iterators `keras.Model.fit` (Keras 3.15, TensorFlow backend) creates of a `tf.data.Dataset` per
+# finished epoch: one when the epoch starts and one, unused, right after its last batch
+# (`keras.src.trainers.epoch_iterator.EpochIterator._enumerate_iterator`); `evaluate` does the
+# same for its one pass. (Under a tf.distribute strategy Keras first peeks at one batch through
+# one more iterator; `training.distribute.prepare_model` removes that peek.) Measured, and
+# checked by tests/test_resume.py (bitwise equal weights after a restart fail if this changes).
+KERAS_ITERATORS_PER_EPOCH = 2
+
+
+def replay_iterations(data, count):
+    """Create and discard `count` iterators of `data` (a `tf.data.Dataset`).
+
+    A seeded `shuffle(..., reshuffle_each_iteration=True)` (and `Dataset.random(...,
+    rerandomize_each_iteration=True)`) draws new seeds each time an iterator is *created*, so
+    epoch `k` of a run sees the `k`-th order. A restarted process starts again at the first
+    order; creating (not consuming) the `k` iterators the interrupted run had created brings the
+    pipeline to the same order without changing the pipeline itself. Each creation starts the
+    pipeline's prefetching, which stops when the iterator is dropped: seconds, not an epoch.
+    """
+    if data is None or count <= 0:
+        return
+    for _ in range(int(count)):
+        iterator = iter(data)
+        del iterator
+
+
+class ResumableBackup(keras.callbacks.BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` that resumes to the *same* result as an uninterrupted run.
+
+    Keras' callback restores the weights, the optimiser state and the epoch. This subclass adds
+    what a bitwise-identical resume also needs, and makes every save atomic:
+
+    - **Atomic commits.** A state is `state-<epoch>.weights.h5` (model + optimiser variables, via
+      `model.save_weights`) plus `training_metadata.json`, which names that file and is replaced
+      atomically (`os.replace`) only after the file is complete; older files are deleted after
+      the commit. A SIGKILL at any moment leaves the previous or the new state, never a mix.
+      (Keras' own callback rewrites `latest.weights.h5` in place and the JSON after it.)
+    - **Data order.** `data` (the training `tf.data.Dataset`) is replayed to the interrupted
+      run's shuffle order: `replay_offset + KERAS_ITERATORS_PER_EPOCH * epoch` iterators are
+      created and dropped before the resumed epoch (see `replay_iterations`). `replay_offset`
+      counts iterators the uninterrupted run had created before this `fit` and this process
+      has not (e.g. levels of multilevel training that are skipped on resume).
+    - **Best-weights selection** (optional, `monitor`): exactly `keras.callbacks.EarlyStopping(
+      monitor, mode, patience, restore_best_weights=True)` (best kept, restored at the end of
+      `fit`, `best_epoch`, early stop after `patience` epochs without improvement), but the best
+      weights are a file (`best-<epoch>.npz` of `model.get_weights()`) and the selection state
+      is part of the commit, so it survives a restart.
+    - **Full history.** `self.history` holds the logs of *every* epoch of the run, also those
+      before a restart (Keras' `History` only has the epochs of the current process), and
+      `self.epoch_seconds` their wall times.
+    - **Fingerprint.** A JSON-able description of the run (`fingerprint`): a backup written by
+      another configuration raises a `ValueError` instead of being restored into this one.
+
+    Commit point: the state after epoch `e` is written when epoch `e + 1` begins (or when
+    training ends); no training happens in between, and by then every callback has added its
+    entries to epoch `e`'s logs. Put this callback **first** in the list: it restores before
+    the others see `on_train_begin`, and it sees the complete logs. A kill during epoch `e + 1`
+    therefore resumes at the start of epoch `e + 1`, like Keras' `save_freq="epoch"`.
+
+    Args:
+        backup_dir: directory of this run's backup (one per `fit`; not shared).
+        data: the training `tf.data.Dataset` passed to `fit` (for the data-order replay), or
+            None (arrays, or a pipeline without per-iteration randomness).
+        replay_offset: int. Extra iterators to replay (see above). Defaults to 0.
+        monitor, mode, patience: best-weights selection as `EarlyStopping`; `monitor=None`
+            (default) selects nothing and leaves the final weights.
+        fingerprint: JSON-able dict or None.
+        delete_checkpoint: remove `backup_dir` at the end of a completed `fit`. Defaults to True.
+    """
+
+    METADATA = "training_metadata.json"
+
+    def __init__(self, backup_dir, data=None, replay_offset=0, monitor=None, mode="max", patience=None,
+                 fingerprint=None, delete_checkpoint=True):
+        super().__init__(backup_dir, save_freq="epoch", delete_checkpoint=delete_checkpoint)
+        if mode not in ("max", "min"):
+            raise ValueError(f"`mode` must be 'max' or 'min'; Received: mode={mode!r}")
+        self.data = data
+        self.replay_offset = int(replay_offset)
+        self.monitor, self.mode, self.patience = monitor, mode, patience
+        self.fingerprint = fingerprint
+        self.restored_epoch = 0
+        self._reset_run_state()
+
+    def _reset_run_state(self):
+        self.history, self.epoch_seconds = {}, []
+        self.best, self.best_epoch, self.wait, self.best_file = None, 0, 0, None
+        self._best_due = None  # epoch whose weights become the best file at the next commit
+        self._pending = None  # (epoch, logs dict) finished but not yet committed
+
+    # --- paths ---
+    def _path(self, name):
+        import os
+
+        return os.path.join(self.backup_dir, name)
+
+    @property
+    def metadata_path(self):
+        return self._path(self.METADATA)
+
+    def read_metadata(self):
+        """The committed metadata dict, or None if there is no backup."""
+        import json
+        import os
+
+        if not os.path.exists(self.metadata_path):
+            return None
+        with open(self.metadata_path) as f:
+            return json.load(f)
+
+    # --- restore ---
+    def on_train_begin(self, logs=None):
+        import os
+
+        if not self.model.built:
+            raise ValueError("ResumableBackup needs a built model before `fit`")
+        self._reset_run_state()
+        meta = self.read_metadata()
+        epoch = 0
+        if meta is not None:
+            if self.fingerprint is not None and meta.get("fingerprint") != _jsonable(self.fingerprint):
+                raise ValueError(
+                    f"The backup in {self.backup_dir!r} was written by another configuration "
+                    f"({meta.get('fingerprint')}), not this one ({_jsonable(self.fingerprint)}); "
+                    "start over with --fresh (or delete the directory), or use another output directory"
+                )
+            if self.model.optimizer is not None and not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            self.model.load_weights(self._path(meta["weights"]))
+            epoch = int(meta["epoch"])
+            self.history = {k: list(v) for k, v in meta.get("history", {}).items()}
+            self.epoch_seconds = list(meta.get("epoch_seconds", []))
+            selection = meta.get("selection") or {}
+            self.best = selection.get("best")
+            self.best_epoch = int(selection.get("best_epoch", 0))
+            self.wait = int(selection.get("wait", 0))
+            self.best_file = selection.get("weights")
+            if self.best_file and not os.path.exists(self._path(self.best_file)):
+                raise ValueError(f"Backup {self.backup_dir!r} names a missing best-weights file {self.best_file!r}")
+        elif os.path.isdir(self.backup_dir):
+            self._remove_unreferenced(keep=())  # leftovers of a run killed before its first commit
+        self.restored_epoch = epoch
+        self.model._initial_epoch = epoch  # what Keras' BackupAndRestore sets: `fit` starts here
+        replay_iterations(self.data, self.replay_offset + KERAS_ITERATORS_PER_EPOCH * epoch)
+
+    # --- per epoch ---
+    def on_epoch_begin(self, epoch, logs=None):
+        self._commit()
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass  # epoch-level saves only
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_seconds.append(time.perf_counter() - self._start)
+        logs = {} if logs is None else logs
+        if self.monitor is not None:
+            self._select(epoch, logs)
+        # The dict is shared with the callbacks after this one: read it at the commit.
+        self._pending = (epoch, logs)
+
+    def _select(self, epoch, logs):
+        value = logs.get(self.monitor)
+        if value is None:  # as EarlyStopping: no value, no decision
+            return
+        value = float(value)
+        first = self.best_file is None
+        self.wait += 1
+        better = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if first or better:
+            self._best_due = epoch  # saved at the commit (same weights: no step in between)
+        if better:
+            self.best, self.best_epoch, self.wait = value, epoch, 0
+            return
+        patience = self.params.get("epochs") if self.patience is None else self.patience
+        if self.wait >= patience and epoch > 0:
+            self.model.stop_training = True
+
+    def _commit(self):
+        import os
+
+        if self._pending is None:
+            return
+        epoch, logs = self._pending
+        self._pending = None
+        for key, value in logs.items():
+            try:
+                self.history.setdefault(key, []).append(float(value))
+            except (TypeError, ValueError):
+                pass
+        os.makedirs(self.backup_dir, exist_ok=True)
+        due = self._best_due
+        if due is not None:
+            self.best_file = f"best-{due}.npz"
+            save_weights_npz(self.model, self._path(self.best_file))
+            self._best_due = None
+        weights = f"state-{epoch + 1}.weights.h5"
+        tmp = f"state-{epoch + 1}.tmp.weights.h5"
+        self.model.save_weights(self._path(tmp), overwrite=True)
+        os.replace(self._path(tmp), self._path(weights))
+        meta = {
+            "epoch": epoch + 1, "weights": weights, "fingerprint": _jsonable(self.fingerprint),
+            "history": self.history, "epoch_seconds": self.epoch_seconds,
+        }
+        if self.monitor is not None:
+            meta["selection"] = {"monitor": self.monitor, "mode": self.mode, "best": self.best,
+                                 "best_epoch": self.best_epoch, "wait": self.wait, "weights": self.best_file}
+        _atomic_write_json(meta, self.metadata_path)
+        self._remove_unreferenced(keep=(self.METADATA, weights, self.best_file))
+
+    def _remove_unreferenced(self, keep):
+        import os
+
+        for name in os.listdir(self.backup_dir):
+            if name not in keep and (name.startswith(("state-", "best-")) or name.endswith(".tmp")):
+                os.remove(self._path(name))
+
+    def on_train_end(self, logs=None):
+        import shutil
+
+        self._commit()
+        if self.monitor is not None and self.best_file is not None:
+            load_weights_npz(self.model, self._path(self.best_file))
+        if self.delete_checkpoint:
+            shutil.rmtree(self.backup_dir, ignore_errors=True)
+
+
+def _jsonable(obj):
+    import json
+
+    return None if obj is None else json.loads(json.dumps(obj, default=str))

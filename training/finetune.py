@@ -10,10 +10,16 @@ Two tasks are built from the Fashion-MNIST files on this machine, so the example
 
 Training uses the first `train_size` images of the training split (a small labelled set, as
 in most fine-tuning), evaluation the full official test set.
+
+`fit` runs with `keras.callbacks.TerminateOnNaN` and, given a `backup_dir`, with
+`training.callbacks.ResumableBackup` (a `BackupAndRestore`): an interrupted fine-tuning called
+again with the same arguments resumes at its last finished epoch and ends with the same weights
+(`stable-zoo fine-tune` always passes one; `--fresh` starts over).
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import keras
@@ -46,26 +52,48 @@ def make_task(task, train_size=5000):
 
 
 def fine_tune(name, task="rotated", epochs=3, train_size=5000, freeze_blocks=False,
-              learning_rate=1e-3, batch_size=100, seed=0, progress=True):
-    """Load `name`, measure it on the task, fine-tune with `model.fit`, measure again."""
+              learning_rate=1e-3, batch_size=100, seed=0, progress=True, backup_dir=None, fresh=False,
+              strategy="default", scale_batch=False):
+    """Load `name`, measure it on the task, fine-tune with `model.fit`, measure again.
+
+    `backup_dir`: resumable training (see the module docstring); removed when `fit` completes,
+    `fresh=True` discards an earlier backup first. `strategy`, `scale_batch`: `tf.distribute`
+    (`training.distribute`; `batch_size` is the global batch).
+    """
+    import shutil
+
     import zoo
+    from training.callbacks import ResumableBackup
     from training.data.pipeline import make_pipeline
+    from training.distribute import batch_and_learning_rate, make_strategy, prepare_model, scope
     from training.evaluate import evaluate_arrays
 
+    strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy  # first
+    batch_size, learning_rate = batch_and_learning_rate(batch_size, learning_rate, strategy, scale_batch)
     keras.utils.set_random_seed(seed)
     x_tr, y_tr, x_te, y_te, num_classes = make_task(task, train_size)
-    model = zoo.load(name, num_classes=num_classes, trainable_blocks=not freeze_blocks)
+    with scope(strategy):
+        model = zoo.load(name, num_classes=num_classes, trainable_blocks=not freeze_blocks)
+    if fresh and backup_dir and os.path.isdir(backup_dir):  # after `load` has vetted `name`
+        shutil.rmtree(backup_dir)
     before = evaluate_arrays(model, x_te, y_te, progress=progress)
     train_ds = make_pipeline(x_tr, y_tr, batch_size, training=True, seed=seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=False,  # conv models on CPU: XLA is slower (DESIGN.md section 3)
-    )
+    with scope(strategy):
+        model.compile(
+            optimizer=keras.optimizers.Adam(learning_rate),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=False,  # conv models on CPU: XLA is slower (DESIGN.md section 3)
+        )
+    prepare_model(model, train_ds)  # under a strategy: same batches as on one device
+    callbacks = [keras.callbacks.TerminateOnNaN()]
+    if backup_dir:
+        callbacks.insert(0, ResumableBackup(backup_dir, data=train_ds, fingerprint=dict(
+            command="fine-tune", model=name, task=task, epochs=epochs, train_size=int(train_size),
+            freeze_blocks=bool(freeze_blocks), learning_rate=learning_rate, batch_size=batch_size, seed=seed)))
     start = time.perf_counter()
     # shuffle=False: the tf.data pipeline shuffles (Keras warns that it cannot)
-    model.fit(train_ds, epochs=epochs, shuffle=False, verbose=2 if progress else 0)
+    model.fit(train_ds, epochs=epochs, shuffle=False, verbose=2 if progress else 0, callbacks=callbacks)
     seconds = time.perf_counter() - start
     after = evaluate_arrays(model, x_te, y_te, progress=progress)
     return {"model": name, "task": task, "num_classes": num_classes, "train_size": int(train_size),

@@ -295,6 +295,10 @@ def train_multilevel(
     patience=None,
     evaluate_train=False,
     verbose=0,
+    backup_dir=None,
+    fingerprint=None,
+    strategy=None,
+    stability_inputs=None,
 ):
     """Cascadic training over depths `levels` at fixed `T` (Haber & Ruthotto 2017, Sec. 5.3).
 
@@ -310,7 +314,21 @@ def train_multilevel(
     (`get_weights`, no checkpoint files to manage for these small models), restores them at the
     end of `fit` even when training was not stopped early, and reports `best_epoch`; with the
     default `patience` (all epochs of the level) it never stops early. `ModelCheckpoint` would
-    write a file every improvement and need a reload.
+    write a file every improvement and need a reload. With `backup_dir` the same selection is
+    made by `training.callbacks.ResumableBackup`, which keeps the best weights in a file instead.
+
+    **Resuming** (`backup_dir`): every level backs up to `backup_dir/level_<l>/` with
+    `ResumableBackup` (a `keras.callbacks.BackupAndRestore`: weights, optimiser state, epoch,
+    selection state and full history, committed atomically at every epoch), and a finished level
+    is recorded in `backup_dir/levels.json` (written atomically: temp file + `os.replace`) with
+    its best weights (`level_<l>.best.npz`) and its `LevelRecord`. Calling `train_multilevel`
+    again with the same arguments skips the finished levels (their best weights are loaded and
+    prolongated, their records read back), resumes the interrupted level at its last finished
+    epoch, and continues. A `tf.data` training set is replayed to the order the uninterrupted
+    run would see (`training.callbacks.replay_iterations`), so with deterministic ops the
+    result is bitwise that of an uninterrupted run (tests/test_resume.py). A marker written by
+    other `levels`, epochs or `fingerprint` raises a `ValueError` (start over: delete the
+    directory).
 
     Regularisers are part of the model: put `TimeSmoothness` on the coarse model (e.g.
     `training.regularizers.attach_time_smoothness` inside `build_model`); prolongation keeps it.
@@ -326,7 +344,9 @@ def train_multilevel(
         epochs_per_level: int or one int per level.
         compile_kwargs: dict for `model.compile` (`optimizer`, `loss`, `metrics`, ...). The
             `optimizer` may be a name, an instance (cloned from its config per level) or a
-            zero-argument factory. Include an accuracy metric to get accuracies in the records.
+            zero-argument factory, called once per level in level order (also for levels
+            restored from a backup, so a factory may count levels). Include an accuracy metric
+            to get accuracies in the records.
         jit_compile: passed to `compile` (`True` for dense deep-narrow blocks, `False` for
             convolutions on CPU; DESIGN.md section 3). Defaults to `"auto"`.
         callbacks: list of extra callbacks, reused at every level.
@@ -338,11 +358,31 @@ def train_multilevel(
         evaluate_train: bool. Re-evaluate the training accuracy of the restored weights (one
             extra pass over `train_data` per level). Defaults to `False`.
         verbose: int. Passed to `fit` and `evaluate`.
+        backup_dir: str or None. Makes the run resumable (see above). Defaults to None.
+        fingerprint: JSON-able dict or None. Describes the run; a backup written by a different
+            fingerprint is refused.
+        strategy: a `tf.distribute.Strategy` or None. Every level's model is built (or
+            prolongated) and compiled inside `strategy.scope()` (`training.distribute`), and
+            `jit_compile=True` becomes `"auto"` (the zoo's policy: no XLA under a strategy).
+        stability_inputs: a batch of model inputs or None. If given,
+            `zoo.diagnostics.check_stability` runs on every level's model before it trains and
+            warns when a block's step size violates its integrator's stability condition.
 
     Returns:
         `(model, records)`: the finest level's model with its best-validation weights, and one
         `LevelRecord` per level.
     """
+    import contextlib
+    import os
+    import shutil
+
+    from training.callbacks import (
+        KERAS_ITERATORS_PER_EPOCH,
+        ResumableBackup,
+        load_weights_npz,
+        save_weights_npz,
+    )
+
     levels = _check_levels(levels)
     epochs = _per_level(epochs_per_level, len(levels), "epochs_per_level")
     compile_kwargs = dict(compile_kwargs)
@@ -353,56 +393,137 @@ def train_multilevel(
         fit_kwargs.setdefault("shuffle", False)
     x_val, y_val = _split(val_data)
     val_kwargs = {k: v for k, v in fit_kwargs.items() if k == "batch_size"}
+    marker = _read_marker(backup_dir, levels, epochs, fingerprint) if backup_dir else None
+    if strategy is not None:  # XLA cannot place mirrored variables: no forced XLA under a strategy
+        from training.distribute import jit_compile_for
+
+        jit_compile = jit_compile_for(strategy, jit_compile)
+
+    def scope():
+        return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
     records, model = [], None
+    skipped = 0  # iterators of `x_train` the uninterrupted run created in levels skipped here
     for level, (depth, num_epochs) in enumerate(zip(levels, epochs)):
-        if level == 0:
-            model = build_model(depth)
-        else:
-            model = prolongate_model(model, factor=depth // levels[level - 1])
-        model.compile(
-            optimizer=_fresh_optimizer(optimizer), jit_compile=jit_compile, **compile_kwargs
-        )
+        finished = marker["finished"][level] if marker and level < len(marker["finished"]) else None
+        with scope():
+            if level == 0:
+                model = build_model(depth)
+            else:
+                model = prolongate_model(model, factor=depth // levels[level - 1])
+            level_optimizer = _fresh_optimizer(optimizer)
+            if finished is not None:  # done before a restart: its best weights and record
+                load_weights_npz(model, os.path.join(backup_dir, finished["weights"]))
+                records.append(LevelRecord(**finished["record"]))
+                skipped += int(finished["train_iterations"])
+                continue
+            model.compile(optimizer=level_optimizer, jit_compile=jit_compile, **compile_kwargs)
+        if strategy is not None:  # same batches as on one device (no Keras peek), Keras 3 fixes
+            from training.distribute import prepare_model
+
+            prepare_model(model, x_train if _is_tf_dataset(x_train) else None)
 
         val_after = None
         if level > 0:
             logs = model.evaluate(x_val, y_val, verbose=verbose, return_dict=True, **val_kwargs)
             key = _accuracy_key(logs)
             val_after = float(logs[key]) if key else None
+        if stability_inputs is not None:
+            from zoo.diagnostics import check_stability
 
-        selector = keras.callbacks.EarlyStopping(
-            monitor=monitor,
-            mode=mode,
-            patience=num_epochs if patience is None else patience,
-            restore_best_weights=True,
-        )
-        timer = _EpochTimer()
+            check_stability(model, stability_inputs)
+
+        patience_epochs = num_epochs if patience is None else patience
+        if backup_dir is None:
+            selector = keras.callbacks.EarlyStopping(
+                monitor=monitor, mode=mode, patience=patience_epochs, restore_best_weights=True
+            )
+            timer = _EpochTimer()
+            level_callbacks = [selector, timer, *(callbacks or [])]
+        else:
+            selector = ResumableBackup(
+                os.path.join(backup_dir, f"level_{level}"),
+                data=x_train if _is_tf_dataset(x_train) else None, replay_offset=skipped,
+                monitor=monitor, mode=mode, patience=patience_epochs, delete_checkpoint=False,
+                fingerprint={"level": level, "depth": depth, "epochs": num_epochs},
+            )
+            level_callbacks = [selector, *(callbacks or [])]  # first: restores before the others
         history = model.fit(
             x_train,
             y_train,
             validation_data=val_data,
             epochs=num_epochs,
-            callbacks=[selector, timer, *(callbacks or [])],
+            callbacks=level_callbacks,
             verbose=verbose,
             **fit_kwargs,
         ).history
-        records.append(
-            _record(level, depth, model, selector, timer, history, val_after, monitor,
-                    evaluate_train, x_train, y_train, verbose, val_kwargs)
-        )
+        if backup_dir is None:
+            best_epoch, best, epoch_times = selector.best_epoch, selector.best, list(timer.times)
+        else:  # the whole level's history, also the epochs before a restart
+            history, epoch_times = selector.history, list(selector.epoch_seconds)
+            best_epoch, best = selector.best_epoch, selector.best
+        record = _record(level, depth, model, best_epoch, best, epoch_times, history, val_after,
+                         evaluate_train, x_train, y_train, verbose, val_kwargs)
+        records.append(record)
+        if backup_dir is not None:
+            # Iterators of `x_train` this level created in an uninterrupted run (see
+            # `training.callbacks.KERAS_ITERATORS_PER_EPOCH`): two per epoch, and the training
+            # evaluation is one more pass (no peek under a strategy: `prepare_model`).
+            passes = len(epoch_times) + int(evaluate_train)
+            iterations = KERAS_ITERATORS_PER_EPOCH * passes
+            weights = f"level_{level}.best.npz"
+            save_weights_npz(model, os.path.join(backup_dir, weights))
+            marker["finished"].append({"level": level, "depth": depth, "weights": weights,
+                                       "train_iterations": iterations, "record": record.as_dict()})
+            _atomic_write_json(marker, os.path.join(backup_dir, MARKER))
+            shutil.rmtree(os.path.join(backup_dir, f"level_{level}"), ignore_errors=True)
+            skipped = 0  # this process is now in step with the uninterrupted run
     return model, records
 
 
-def _record(level, depth, model, selector, timer, history, val_after, monitor, evaluate_train,
-            x_train, y_train, verbose, val_kwargs):
-    best = selector.best_epoch
+MARKER = "levels.json"
+
+
+def _atomic_write_json(obj, path):
+    from training.callbacks import _atomic_write_json as write
+
+    write(obj, path)
+
+
+def _read_marker(backup_dir, levels, epochs, fingerprint):
+    """The finished-levels marker of `backup_dir` (created if missing), checked against the run."""
+    import json
+    import os
+
+    from training.callbacks import _jsonable
+
+    os.makedirs(backup_dir, exist_ok=True)
+    expected = {"levels": list(levels), "epochs": [int(e) for e in epochs],
+                "fingerprint": _jsonable(fingerprint)}
+    path = os.path.join(backup_dir, MARKER)
+    if not os.path.exists(path):
+        return {**expected, "finished": []}
+    with open(path) as f:
+        marker = json.load(f)
+    found = {key: marker.get(key) for key in expected}
+    if found != expected:
+        raise ValueError(
+            f"The multilevel backup in {backup_dir!r} belongs to another run ({found}), not this one "
+            f"({expected}); start over with --fresh (or delete the directory), or use another output directory"
+        )
+    return marker
+
+
+def _record(level, depth, model, best_epoch, best_monitor, epoch_times, history, val_after,
+            evaluate_train, x_train, y_train, verbose, val_kwargs):
+    best = best_epoch
     val_key, train_key = _accuracy_key(history, "val_"), _accuracy_key(history)
     train_accuracy = float(history[train_key][best]) if train_key else None
     if evaluate_train:
         logs = model.evaluate(x_train, y_train, verbose=verbose, return_dict=True, **val_kwargs)
         key = _accuracy_key(logs)
         train_accuracy = float(logs[key]) if key else None
-    best_monitor = selector.best if selector.best is not None else math.nan
+    best_monitor = best_monitor if best_monitor is not None else math.nan
     return LevelRecord(
         level=level,
         depth=depth,
@@ -412,6 +533,6 @@ def _record(level, depth, model, selector, timer, history, val_after, monitor, e
         val_accuracy=float(history[val_key][best]) if val_key else None,
         val_accuracy_after_prolongation=val_after,
         train_accuracy=train_accuracy,
-        epoch_times=list(timer.times),
+        epoch_times=list(epoch_times),
         history={k: [float(v) for v in vs] for k, vs in history.items()},
     )

@@ -82,8 +82,10 @@ def _cmd_evaluate(args):
 def _cmd_fine_tune(args):
     from training.finetune import fine_tune
 
+    backup_dir = args.backup_dir or os.path.join("runs", "fine-tune", f"{args.name}-{args.task}", "backup")
     r = fine_tune(args.name, task=args.task, epochs=args.epochs, train_size=args.train_size,
-                  freeze_blocks=args.freeze_blocks, learning_rate=args.learning_rate)
+                  freeze_blocks=args.freeze_blocks, learning_rate=args.learning_rate,
+                  backup_dir=backup_dir, fresh=args.fresh, strategy=args.strategy, scale_batch=args.scale_batch)
     print(f"{args.name} fine-tuned on '{args.task}' ({r['num_classes']} classes, "
           f"{r['train_size']:,} training images, {r['epochs']} epochs, {r['fit_seconds']:.0f} s): "
           f"test accuracy {100 * r['before']['accuracy']:.2f}% -> {100 * r['after']['accuracy']:.2f}%")
@@ -306,6 +308,13 @@ def main(argv=None):
     tune.add_argument("--learning-rate", type=float, default=1e-3)
     tune.add_argument("--freeze-blocks", action="store_true", help="train the head only")
     tune.add_argument("--save", help="write the fine-tuned model to this .keras file")
+    tune.add_argument("--backup-dir", help="BackupAndRestore directory; rerunning the same command resumes an "
+                                           "interrupted run (default runs/fine-tune/NAME-TASK/backup)")
+    tune.add_argument("--fresh", action="store_true", help="discard an interrupted run's backup and start over")
+    tune.add_argument("--strategy", choices=["default", "mirrored", "multi_worker"], default="default",
+                      help="tf.distribute strategy (multi_worker reads TF_CONFIG)")
+    tune.add_argument("--scale-batch", action="store_true",
+                      help="per-replica batch 100 and learning rate x replicas (default: global batch 100)")
     tune.set_defaults(fn=_cmd_fine_tune)
     export = sub.add_parser("export", help="export a model to SavedModel, ONNX or LiteRT")
     export.add_argument("name")

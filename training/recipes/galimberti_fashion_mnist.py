@@ -1,6 +1,7 @@
 """Galimberti, Xu & Ferrari Trecate 2021, Sec. 4.2 (Table 2) with Fashion-MNIST in place of MNIST.
 
     python -m training.recipes.galimberti_fashion_mnist [--quick] [--out runs/galimberti_fashion_mnist]
+        [--strategy {default,mirrored,multi_worker}] [--scale-batch] [--fresh]
 
 The network of Sec. 4.2 (`galimberti_ms1_conv`, `galimberti_h2_conv`): a linear 3x3 convolution
 1 -> 8 channels, an MS1 (h = 0.4) or H2 (h = 0.05) block with 0, 2, 4, 8, 16 layers acting per
@@ -18,7 +19,9 @@ best-validation epoch (10,000 held-out training images) and report train (50,000
 (official 10,000) accuracy of those weights.
 
 Writes `results.json`, `table2.md` (ours beside the paper's MNIST figures), `table2.png` and the
-per-run CSV logs into `--out`; finished cells are kept and skipped when the command is rerun.
+per-run CSV logs into `--out`; finished cells are kept and skipped when the command is rerun, and
+an interrupted cell resumes at its last finished epoch (`<out>/backup/<cell>`); `--fresh` starts
+everything over.
 """
 
 from __future__ import annotations
@@ -32,10 +35,20 @@ import keras
 import numpy as np
 
 import zoo
-from training.callbacks import EpochTimer, TqdmEpochs
+from training.callbacks import EpochTimer, ResumableBackup, TqdmEpochs
 from training.data.fashion_mnist import load_fashion_mnist
 from training.data.pipeline import make_pipeline
-from training.recipes.common import prepare_out_dir, save_figure, seed_everything, write_json
+from training.recipes.common import (
+    Reliability,
+    add_reliability_arguments,
+    check_before_fit,
+    guard_callbacks,
+    prepare_out_dir,
+    save_figure,
+    seed_everything,
+    start_fresh,
+    write_json,
+)
 from training.recipes.galimberti_toy import eq13_regularizer
 from training.regularizers import WeightDecay
 
@@ -64,29 +77,41 @@ class Settings:
     subsample: int | None = None  # --quick: the first images of each split
 
 
-def train_one(network, depth, data, settings, out_dir, seed=0):
+def train_one(network, depth, data, settings, out_dir, seed=0, reliability=None):
+    reliability = reliability or Reliability()
     seed_everything(seed)
     x_tr, y_tr, x_va, y_va, x_te, y_te = data
-    model = zoo.create(f"galimberti_{network}_conv", depth=depth, **_regularizers(network, depth, settings))
-    train_ds = make_pipeline(x_tr, y_tr, settings.batch_size, training=True, seed=seed)
+    batch_size, lr = reliability.batch(settings.batch_size, settings.lr)
+    with reliability.scope():
+        model = zoo.create(f"galimberti_{network}_conv", depth=depth, **_regularizers(network, depth, settings))
+    train_ds = make_pipeline(x_tr, y_tr, batch_size, training=True, seed=seed)
     val_ds = make_pipeline(x_va, y_va, 1000, training=False, seed=seed)
     steps_per_epoch = int(train_ds.cardinality())
-    model.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(
-            settings.lr, steps_per_epoch, settings.lr_decay_per_epoch, staircase=True)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-        jit_compile=False,  # convolutions on CPU: no XLA (DESIGN.md section 3)
-    )
+    with reliability.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(keras.optimizers.schedules.ExponentialDecay(
+                lr, steps_per_epoch, settings.lr_decay_per_epoch, staircase=True)),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=False,  # convolutions on CPU: no XLA (DESIGN.md section 3)
+        )
     tag = f"{network}_{depth}"
-    selector = keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=settings.epochs,
-                                             restore_best_weights=True)
+    # Best-validation weights as `EarlyStopping(restore_best_weights=True)` would keep them, but
+    # in the backup, so an interrupted cell resumes with its selection (listed first).
+    selector = ResumableBackup(
+        os.path.join(out_dir, "backup", tag), data=train_ds, monitor="val_accuracy", mode="max",
+        patience=settings.epochs,
+        fingerprint=dict(recipe="galimberti_fashion_mnist", tag=tag, settings=dataclasses.asdict(settings),
+                         seed=seed, batch_size=batch_size, lr=lr))
+    resuming = os.path.exists(selector.metadata_path)
+    reliability.prepare(model, train_ds)
+    check_before_fit(model, x_va[:2])  # depth 0 has no block: nothing to check
     timer = EpochTimer()
     start = time.perf_counter()
-    history = model.fit(
+    model.fit(
         train_ds, validation_data=val_ds, epochs=settings.epochs, verbose=0, shuffle=False,
-        callbacks=[timer, selector, keras.callbacks.CSVLogger(os.path.join(out_dir, f"{tag}.csv")),
-                   TqdmEpochs(f"table 2 {tag}")],
+        callbacks=[selector, timer, keras.callbacks.CSVLogger(os.path.join(out_dir, f"{tag}.csv"), append=resuming),
+                   TqdmEpochs(f"table 2 {tag}"), *guard_callbacks()],
     )
     seconds = time.perf_counter() - start
     scores = {}
@@ -101,8 +126,8 @@ def train_one(network, depth, data, settings, out_dir, seed=0):
         "val_accuracy": float(scores["val"]["accuracy"]),
         "test_accuracy": float(scores["test"]["accuracy"]),
         "test_loss": float(scores["test"]["loss"]),
-        "seconds": seconds, "epoch_seconds": [float(s) for s in history.history.get("epoch_seconds", [])],
-        "n_train": int(len(x_tr)), "n_test": int(len(x_te)), "seed": seed,
+        "seconds": seconds, "epoch_seconds": [float(s) for s in selector.history.get("epoch_seconds", [])],
+        "n_train": int(len(x_tr)), "n_test": int(len(x_te)), "seed": seed, **reliability.summary(batch_size),
     }
 
 
@@ -155,9 +180,13 @@ def plot_table(results, path):
     save_figure(fig, path)
 
 
-def run(out_dir, settings=Settings(), seed=0, depths=DEPTHS, networks=NETWORKS):
-    out_dir = prepare_out_dir(out_dir)
+def run(out_dir, settings=Settings(), seed=0, depths=DEPTHS, networks=NETWORKS, strategy="default",
+        scale_batch=False, fresh=False):
+    reliability = Reliability(strategy, scale_batch)  # first: before TensorFlow runs any op
+    out_dir = prepare_out_dir(reliability.out(out_dir))
     path = os.path.join(out_dir, "results.json")
+    if fresh:
+        start_fresh(os.path.join(out_dir, "backup"), path)
     config = dataclasses.asdict(settings) | {"seed": seed, "weight_decay": WEIGHT_DECAY, "h": STEP}
     results = {"settings": config, "table": []}
     if os.path.exists(path):
@@ -177,7 +206,7 @@ def run(out_dir, settings=Settings(), seed=0, depths=DEPTHS, networks=NETWORKS):
         for network in networks:
             if (network, depth) in done:
                 continue
-            summary = train_one(network, depth, data, settings, out_dir, seed)
+            summary = train_one(network, depth, data, settings, out_dir, seed, reliability=reliability)
             results["table"].append(summary)
             print(f"{network} N={depth:2d}  train {summary['train_accuracy']:.4f}  test {summary['test_accuracy']:.4f}"
                   f"  ({summary['seconds']:.0f} s)", flush=True)
@@ -196,11 +225,13 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=Settings.lr)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="depths 0 and 2, 1 epoch on 1,000 images")
+    add_reliability_arguments(parser)
     args = parser.parse_args(argv)
+    reliability = dict(strategy=args.strategy, scale_batch=args.scale_batch, fresh=args.fresh)
     if args.quick:
-        results = run(args.out, Settings(epochs=1, subsample=1000), args.seed, depths=(0, 2))
+        results = run(args.out, Settings(epochs=1, subsample=1000), args.seed, depths=(0, 2), **reliability)
     else:
-        results = run(args.out, Settings(epochs=args.epochs, lr=args.lr), args.seed)
+        results = run(args.out, Settings(epochs=args.epochs, lr=args.lr), args.seed, **reliability)
     print(table_markdown(results))
 
 

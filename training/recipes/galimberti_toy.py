@@ -1,6 +1,7 @@
 """Galimberti, Xu & Ferrari Trecate 2021, Sec. 4.1 (Table 1) and Sec. 4.3 (Figure 2).
 
     python -m training.recipes.galimberti_toy [--quick] [--out runs/galimberti_toy]
+        [--strategy {default,mirrored,multi_worker}] [--scale-batch] [--fresh]
 
 Table 1: MS1, MS2, MS3, H1, H2 with nf = 4 on the swiss roll (4, 8, 16, 32, 64 layers) and double
 moons (1, 2, 4 layers); test accuracy on the held-out half. Figure 2: `||dy_N/dy_l||_2`,
@@ -29,7 +30,9 @@ from the authors' code (notes, Appendix A) or ours:
 
 Writes `results.json`, `table1.md` (ours beside the paper's), `table1.png`, `figure2.png`,
 `figure1.png` (H1 decision maps), the per-run CSV logs and the Fig. 2 records (`.npy`) into
-`--out`. Finished runs are kept in `results.json` and skipped when the command is rerun.
+`--out`. Finished runs are kept in `results.json` and skipped when the command is rerun; a run
+interrupted mid-training resumes at its last finished epoch (`<out>/backup/<run>`); `--fresh`
+starts everything over.
 """
 
 from __future__ import annotations
@@ -43,10 +46,20 @@ import keras
 import numpy as np
 
 import zoo
-from training.callbacks import BackwardSensitivity, EpochTimer, TqdmEpochs
+from training.callbacks import BackwardSensitivity, EpochTimer, ResumableBackup, TqdmEpochs
 from training.data.pipeline import make_pipeline
 from training.data.toy2d import load_toy
-from training.recipes.common import prepare_out_dir, save_figure, seed_everything, write_json
+from training.recipes.common import (
+    Reliability,
+    add_reliability_arguments,
+    check_before_fit,
+    guard_callbacks,
+    prepare_out_dir,
+    save_figure,
+    seed_everything,
+    start_fresh,
+    write_json,
+)
 from training.regularizers import TimeSmoothness, WeightDecay
 
 __all__ = ["PAPER_TABLE1", "Settings", "eq13_regularizer", "train_one", "run", "main"]
@@ -119,33 +132,52 @@ def _build(network, depth, settings, time_invariant=False):
 
 
 def train_one(dataset, network, depth, settings, out_dir, seed=0, epochs=None, callbacks=(),
-              time_invariant=False, steps_per_execution=32, tag=None):
-    """Train one network; returns a summary dict (accuracies, times) and the model."""
+              time_invariant=False, steps_per_execution=32, tag=None, reliability=None):
+    """Train one network; returns a summary dict (accuracies, times) and the model.
+
+    Resumable: the run backs up to `<out_dir>/backup/<tag>` (removed when it finishes), and a
+    rerun continues an interrupted one. `reliability`: the `common.Reliability` (strategy,
+    batch rule) of the recipe run; default one device.
+    """
+    reliability = reliability or Reliability()
     seed_everything(seed)
     _, x_tr, y_tr, x_te, y_te = _data(dataset, seed, settings.subsample)
-    model = _build(network, depth, settings, time_invariant)
-    train_ds = make_pipeline(x_tr, y_tr, settings.batch_size, training=True, seed=seed)
+    batch_size, lr = reliability.batch(settings.batch_size, settings.lr)
+    with reliability.scope():
+        model = _build(network, depth, settings, time_invariant)
+    train_ds = make_pipeline(x_tr, y_tr, batch_size, training=True, seed=seed)
     epochs = epochs or settings.epochs
     steps = epochs * int(train_ds.cardinality())
-    model.compile(
-        optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
-            settings.lr, steps, alpha=settings.lr_final_fraction)),
-        loss=keras.losses.BinaryCrossentropy(from_logits=True),
-        metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
-        jit_compile=settings.jit_compile,
-        steps_per_execution=steps_per_execution,
-    )
+    with reliability.scope():
+        model.compile(
+            optimizer=keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+                lr, steps, alpha=settings.lr_final_fraction)),
+            loss=keras.losses.BinaryCrossentropy(from_logits=True),
+            metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")],
+            jit_compile=reliability.jit(settings.jit_compile),
+            steps_per_execution=steps_per_execution,
+        )
     tag = tag or f"{dataset}_{network}_{depth}"
+    backup = ResumableBackup(
+        os.path.join(out_dir, "backup", tag), data=train_ds,
+        fingerprint=dict(recipe="galimberti_toy", tag=tag, settings=dataclasses.asdict(settings), seed=seed,
+                         epochs=epochs, batch_size=batch_size, lr=lr, time_invariant=time_invariant))
+    resuming = os.path.exists(backup.metadata_path)
+    reliability.prepare(model, train_ds)
+    check_before_fit(model, x_tr[:64])
     timer = EpochTimer()
     start = time.perf_counter()
-    history = model.fit(
+    model.fit(
         train_ds, epochs=epochs, verbose=0,
-        # Callbacks that add to the logs (timer, sensitivities) go before the CSV logger.
-        callbacks=[timer, *callbacks, keras.callbacks.CSVLogger(os.path.join(out_dir, f"{tag}.csv")),
-                   TqdmEpochs(tag)],
+        # The backup first (it restores before the others start); callbacks that add to the
+        # logs (timer, sensitivities) go before the CSV logger.
+        callbacks=[backup, timer, *callbacks,
+                   keras.callbacks.CSVLogger(os.path.join(out_dir, f"{tag}.csv"), append=resuming),
+                   TqdmEpochs(tag), *guard_callbacks()],
     )
     seconds = time.perf_counter() - start
-    epoch_seconds = history.history.get("epoch_seconds", [np.nan])
+    history = backup.history  # every epoch, also those before a restart
+    epoch_seconds = history.get("epoch_seconds", [np.nan])
     logits = model.predict(np.concatenate([x_tr, x_te]), batch_size=8192, verbose=0)[:, 0]
     correct = (logits > 0) == (np.concatenate([y_tr, y_te])[:, 0] > 0.5)
     train_acc, test_acc = correct[: len(x_tr)].mean(), correct[len(x_tr):].mean()
@@ -154,16 +186,16 @@ def train_one(dataset, network, depth, settings, out_dir, seed=0, epochs=None, c
         "T": settings.final_time(network) if network != "fcnn" else None,
         "params_per_layer": model.get_layer("block").count_params() / (1 if time_invariant else depth),
         "train_accuracy": float(train_acc), "test_accuracy": float(test_acc),
-        "final_loss": float(history.history["loss"][-1]), "seconds": seconds,
+        "final_loss": float(history["loss"][-1]), "seconds": seconds,
         "first_epoch_seconds": float(epoch_seconds[0]),
         "epoch_seconds_median": float(np.median(epoch_seconds[1:])) if len(epoch_seconds) > 1 else None,
-        "seed": seed,
+        "seed": seed, **reliability.summary(batch_size),
     }
     return summary, model
 
 
 def run_table(out_dir, settings, results, seed=0, datasets=tuple(DATASETS), networks=NETWORKS,
-              depths=None, save=lambda: None):
+              depths=None, save=lambda: None, reliability=None):
     done = {(r["dataset"], r["network"], r["depth"]) for r in results["table"]}
     models = {}
     for dataset in datasets:
@@ -171,7 +203,8 @@ def run_table(out_dir, settings, results, seed=0, datasets=tuple(DATASETS), netw
             for network in networks:
                 if (dataset, network, depth) in done:
                     continue
-                summary, model = train_one(dataset, network, depth, settings, out_dir, seed)
+                summary, model = train_one(dataset, network, depth, settings, out_dir, seed,
+                                           reliability=reliability)
                 paper = PAPER_TABLE1.get(dataset, {}).get(depth)
                 summary["paper_test_accuracy"] = paper[NETWORKS.index(network)] / 100 if paper else None
                 results["table"].append(summary)
@@ -183,7 +216,8 @@ def run_table(out_dir, settings, results, seed=0, datasets=tuple(DATASETS), netw
     return models
 
 
-def run_figure2(out_dir, settings, results, seed=0, depth=64, fcnn_depth=32, batch=125, save=lambda: None):
+def run_figure2(out_dir, settings, results, seed=0, depth=64, fcnn_depth=32, batch=125, save=lambda: None,
+                reliability=None):
     """Sensitivities over training: every optimiser step (steps_per_execution = 1)."""
     _, x_tr, _, _, _ = _data("double_moons", seed, settings.subsample)
     fixed = x_tr[np.random.default_rng(seed).permutation(len(x_tr))[:batch]]
@@ -196,7 +230,7 @@ def run_figure2(out_dir, settings, results, seed=0, depth=64, fcnn_depth=32, bat
         callback = BackwardSensitivity(fixed, layers, every=1, path=os.path.join(out_dir, f"figure2_{key}.npy"))
         summary, _ = train_one("double_moons", network, n, settings, out_dir, seed, epochs=settings.fig2_epochs,
                                callbacks=[callback], time_invariant=time_invariant, steps_per_execution=1,
-                               tag=f"figure2_{key}")
+                               tag=f"figure2_{key}", reliability=reliability)
         values = np.stack(callback.values)  # (records, aggregates, layers)
         agg = {a: values[:, i] for i, a in enumerate(callback.aggregates)}
         summary.update({
@@ -325,8 +359,11 @@ def plot_figure1(models, path):
 
 
 def run(out_dir, settings=Settings(), seed=0, parts=("table", "figure2"), depths=None, fig2_depths=(64, 32),
-        networks=NETWORKS):
-    out_dir = prepare_out_dir(out_dir)
+        networks=NETWORKS, strategy="default", scale_batch=False, fresh=False):
+    reliability = Reliability(strategy, scale_batch)  # first: before TensorFlow runs any op
+    out_dir = prepare_out_dir(reliability.out(out_dir))
+    if fresh:
+        start_fresh(os.path.join(out_dir, "backup"), os.path.join(out_dir, "results.json"))
     path = os.path.join(out_dir, "results.json")
     config = dataclasses.asdict(settings) | {"seed": seed}
     config["T"] = dict(settings.T)
@@ -345,12 +382,14 @@ def run(out_dir, settings=Settings(), seed=0, parts=("table", "figure2"), depths
 
     models = {}
     if "table" in parts:
-        models = run_table(out_dir, settings, results, seed, depths=depths, networks=networks, save=save)
+        models = run_table(out_dir, settings, results, seed, depths=depths, networks=networks, save=save,
+                           reliability=reliability)
         plot_table(results, os.path.join(out_dir, "table1.png"))
         if models:
             plot_figure1(models, os.path.join(out_dir, "figure1.png"))
     if "figure2" in parts:
-        run_figure2(out_dir, settings, results, seed, depth=fig2_depths[0], fcnn_depth=fig2_depths[1], save=save)
+        run_figure2(out_dir, settings, results, seed, depth=fig2_depths[0], fcnn_depth=fig2_depths[1], save=save,
+                    reliability=reliability)
         plot_figure2(out_dir, results, os.path.join(out_dir, "figure2.png"))
     save()
     return results
@@ -369,18 +408,20 @@ def main(argv=None):
     parser.add_argument("--double-moons-depths", type=int, nargs="*", help="Table 1 rows to run (default: all)")
     parser.add_argument("--quick", action="store_true",
                         help="swiss roll at 4 layers only, 1 epoch of 250 points, no XLA; Fig. 2 at 8 layers")
+    add_reliability_arguments(parser)
     args = parser.parse_args(argv)
+    reliability = dict(strategy=args.strategy, scale_batch=args.scale_batch, fresh=args.fresh)
     if args.quick:
         settings = Settings(epochs=1, lr=args.lr, fig2_epochs=1, subsample=250, jit_compile=False)
         results = run(args.out, settings, args.seed, args.parts,
-                      depths={"swiss_roll": (4,), "double_moons": ()}, fig2_depths=(8, 8))
+                      depths={"swiss_roll": (4,), "double_moons": ()}, fig2_depths=(8, 8), **reliability)
     else:
         settings = Settings(epochs=args.epochs, lr=args.lr)
         depths = {dataset: given for dataset, given in (("swiss_roll", args.swiss_roll_depths),
                                                        ("double_moons", args.double_moons_depths))
                   if given is not None}
         results = run(args.out, settings, args.seed, args.parts, depths=depths or None,
-                      networks=tuple(args.networks))
+                      networks=tuple(args.networks), **reliability)
     print(table_markdown(results))
 
 

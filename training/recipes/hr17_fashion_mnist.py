@@ -1,12 +1,14 @@
 """Haber & Ruthotto 2017, Sec. 6.4 (Table 1) on Fashion-MNIST, the offline stand-in for MNIST.
 
     python -m training.recipes.hr17_fashion_mnist --network antisymmetric [--quick]
+        [--strategy {default,mirrored,multi_worker}] [--scale-batch] [--fresh]
 
 The paper's MNIST network: width 6, 3x3 convolutions, T = 6, levels N = 4, 8, 16 with
 piecewise-linear prolongation, time smoothness alpha = 0.005, Laplacian smoothness 0.01 on the
 head's class-weight images, best-validation weights; 50,000 train / 10,000 validation images.
 We also report the official 10,000-image test set. The paper trains with Gauss-Newton block
 coordinate descent; this recipe uses Adam. Convolutions run without XLA on CPU (DESIGN.md §3).
+Rerunning an interrupted command with the same `--out` resumes it (`--fresh` starts over).
 """
 
 from __future__ import annotations
@@ -22,7 +24,16 @@ from training.callbacks import TqdmEpochs
 from training.data.fashion_mnist import load_fashion_mnist
 from training.data.pipeline import make_pipeline
 from training.multilevel import train_multilevel
-from training.recipes.common import level_callbacks, prepare_out_dir, seed_everything, write_json
+from training.recipes.common import (
+    Reliability,
+    add_reliability_arguments,
+    guard_callbacks,
+    level_callbacks,
+    prepare_out_dir,
+    seed_everything,
+    start_fresh,
+    write_json,
+)
 from training.regularizers import LaplacianSmoothness, TimeSmoothness
 
 __all__ = ["run"]
@@ -31,7 +42,9 @@ T, WIDTH, ALPHA_TIME, ALPHA_HEAD = 6.0, 6, 5e-3, 1e-2
 
 
 def run(network, out_dir, levels=(4, 8, 16), epochs=(2, 1, 1), batch_size=128, lr=2e-3, seed=0,
-        subsample=None, schedule="cosine"):
+        subsample=None, schedule="cosine", strategy="default", scale_batch=False, fresh=False):
+    reliability = Reliability(strategy, scale_batch)  # first: before TensorFlow runs any op
+    batch_size, lr = reliability.batch(batch_size, lr)
     seed_everything(seed)
     data = load_fashion_mnist(seed=seed)
     x_tr, y_tr, x_va, y_va = data.x_train, data.y_train, data.x_val, data.y_val
@@ -39,7 +52,10 @@ def run(network, out_dir, levels=(4, 8, 16), epochs=(2, 1, 1), batch_size=128, l
     if subsample:
         x_tr, y_tr = x_tr[:subsample], y_tr[:subsample]
         x_va, y_va, x_te, y_te = x_va[: subsample // 4], y_va[: subsample // 4], x_te[: subsample // 4], y_te[: subsample // 4]
-    out_dir = prepare_out_dir(os.path.join(out_dir, network))
+    out_dir = prepare_out_dir(reliability.out(os.path.join(out_dir, network)))
+    backup_dir = os.path.join(out_dir, "backup")
+    if fresh:
+        start_fresh(backup_dir, os.path.join(out_dir, "training.csv"), os.path.join(out_dir, "tensorboard"))
 
     def build(depth):
         return zoo.create(
@@ -73,7 +89,11 @@ def run(network, out_dir, levels=(4, 8, 16), epochs=(2, 1, 1), batch_size=128, l
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
         ),
         jit_compile=False, evaluate_train=True,
-        callbacks=level_callbacks(out_dir, "training") + [TqdmEpochs(f"fashion_mnist/{network}")],
+        callbacks=level_callbacks(out_dir, "training") + [TqdmEpochs(f"fashion_mnist/{network}")] + guard_callbacks(),
+        backup_dir=backup_dir, strategy=reliability.strategy if reliability.distributed else None,
+        fingerprint=dict(recipe="hr17_fashion_mnist", network=network, batch_size=batch_size, lr=lr, seed=seed,
+                         subsample=subsample, schedule=schedule),
+        stability_inputs=x_va[:2],
     )
     test = model.evaluate(test_ds, verbose=0, return_dict=True)
     for rec in records:
@@ -86,11 +106,13 @@ def run(network, out_dir, levels=(4, 8, 16), epochs=(2, 1, 1), batch_size=128, l
         "n_train": int(len(x_tr)), "n_val": int(len(x_va)), "n_test": int(len(x_te)),
         "levels": levels_done, "test_accuracy_final": float(test["accuracy"]),
         "seconds": time.perf_counter() - start, "params": int(model.count_params()),
+        **reliability.summary(batch_size),
     }
     summary["model"] = {"architecture": f"hr17_{network}_conv",
                         "config": dict(depth=int(levels[-1]), T=T, width=WIDTH)}
     model.save_weights(os.path.join(out_dir, "final.weights.h5"))
     write_json(summary, os.path.join(out_dir, "results.json"))
+    start_fresh(backup_dir)  # finished: the next run of this command starts over
     return summary
 
 
@@ -103,12 +125,15 @@ def main(argv=None):
     parser.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
                         help="Adam step per level: cosine decay to 1%% (default) or constant")
     parser.add_argument("--quick", action="store_true", help="levels 2/4, 1 epoch, 512 images")
+    add_reliability_arguments(parser)
     args = parser.parse_args(argv)
+    reliability = dict(strategy=args.strategy, scale_batch=args.scale_batch, fresh=args.fresh)
     if args.quick:
         summary = run(args.network, args.out, levels=(2, 4), epochs=(1, 1), subsample=512, seed=args.seed,
-                      schedule=args.schedule)
+                      schedule=args.schedule, **reliability)
     else:
-        summary = run(args.network, args.out, epochs=tuple(args.epochs), seed=args.seed, schedule=args.schedule)
+        summary = run(args.network, args.out, epochs=tuple(args.epochs), seed=args.seed, schedule=args.schedule,
+                      **reliability)
     for rec in summary["levels"]:
         print(f"N={rec['depth']:3d}  train acc {rec['train_accuracy']:.4f}  val acc {rec['val_accuracy']:.4f}  "
               f"after prolongation {rec['val_accuracy_after_prolongation']}")

@@ -1,6 +1,11 @@
 """Haber & Ruthotto 2017, Sec. 6.1-6.3: ellipses, swiss roll, peaks with multilevel training.
 
     python -m training.recipes.hr17_toy --dataset swiss_roll --network verlet [--quick]
+        [--strategy {default,mirrored,multi_worker}] [--scale-batch] [--fresh]
+
+An interrupted run resumes when the same command is run again with the same `--out` (finished
+levels are skipped, the interrupted level continues at its last finished epoch; `--fresh`
+starts over); see README, "Resuming and distributed training".
 
 Settings from the paper (notes Sec. 3.3-3.5): tanh; T = 20 (ellipses, swiss roll) or 5 (peaks);
 widths 2 / 4 (pad) / 8 (duplicate) / 2 for Verlet; time smoothness alpha 1e-3 / 5e-3 / 5e-6;
@@ -23,7 +28,17 @@ from training.callbacks import StepGradientNorms, TqdmEpochs
 from training.data.pipeline import make_pipeline
 from training.data.toy2d import load_toy
 from training.multilevel import train_multilevel
-from training.recipes.common import level_callbacks, prepare_out_dir, save_figure, seed_everything, write_json
+from training.recipes.common import (
+    Reliability,
+    add_reliability_arguments,
+    guard_callbacks,
+    level_callbacks,
+    prepare_out_dir,
+    save_figure,
+    seed_everything,
+    start_fresh,
+    write_json,
+)
 from training.regularizers import TimeSmoothness
 
 __all__ = ["TOY_SETTINGS", "run"]
@@ -62,11 +77,18 @@ def _loss_and_metric(num_classes):
 
 
 def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=None, lr=1e-2, seed=0,
-        subsample=None, level_lr_factor=0.5, momentum_channels=None):
-    """Train one network on one toy set over `levels`; write logs, figures, results.json."""
+        subsample=None, level_lr_factor=0.5, momentum_channels=None, strategy="default", scale_batch=False,
+        fresh=False):
+    """Train one network on one toy set over `levels`; write logs, figures, results.json.
+
+    Resumable: the multilevel backup lives in `<out>/<dataset>/<network>/backup` until the run
+    has written its results; `fresh=True` discards it first. `strategy`, `scale_batch`: see
+    `training.distribute` (the batch is the global batch; default: same results as one device).
+    """
+    reliability = Reliability(strategy, scale_batch)  # first: before TensorFlow runs any op
     seed_everything(seed)
     setting = TOY_SETTINGS[dataset]
-    batch_size = batch_size or setting.batch_size
+    batch_size, lr = reliability.batch(batch_size or setting.batch_size, lr)
     data = load_toy(dataset, seed=seed)
     x_tr, y_tr, x_va, y_va = data.x_train, data.y_train, data.x_val, data.y_val
     if subsample:  # a seeded random subset: the sets are stored class by class
@@ -78,7 +100,10 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=Non
     width, lifting = setting.widths[network]
     # Verlet's z may be wider than y (K is n x m; notes 1.4): capacity without widening y.
     block_args = {"momentum_channels": momentum_channels} if momentum_channels else {}
-    out_dir = prepare_out_dir(os.path.join(out_dir, dataset, network))
+    out_dir = prepare_out_dir(reliability.out(os.path.join(out_dir, dataset, network)))
+    backup_dir = os.path.join(out_dir, "backup")
+    if fresh:
+        start_fresh(backup_dir, os.path.join(out_dir, "training.csv"), os.path.join(out_dir, "tensorboard"))
     loss, metric = _loss_and_metric(k)
 
     def build(depth):
@@ -108,11 +133,17 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=Non
         )
         return keras.optimizers.Adam(schedule, clipnorm=1.0)
 
+    fingerprint = dict(recipe="hr17_toy", dataset=dataset, network=network, batch_size=batch_size, lr=lr,
+                       seed=seed, subsample=subsample, level_lr_factor=level_lr_factor,
+                       momentum_channels=momentum_channels)
     model, records = train_multilevel(
         build, levels, train_ds, val_ds, epochs,
         compile_kwargs=dict(optimizer=optimizer, loss=loss, metrics=[metric]),
-        jit_compile=True,  # dense deep-narrow blocks: XLA (DESIGN.md section 3)
-        callbacks=level_callbacks(out_dir, "training") + [TqdmEpochs(f"{dataset}/{network}")],
+        jit_compile=reliability.jit(True),  # dense deep-narrow blocks: XLA (DESIGN.md section 3)
+        callbacks=level_callbacks(out_dir, "training") + [TqdmEpochs(f"{dataset}/{network}")] + guard_callbacks(),
+        backup_dir=backup_dir, fingerprint=fingerprint,
+        strategy=reliability.strategy if reliability.distributed else None,
+        stability_inputs=x_va[:64],
     )
     elapsed = time.perf_counter() - start
 
@@ -127,6 +158,7 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=Non
         "n_train": int(len(x_tr)), "n_val": int(len(x_va)), "seconds": elapsed,
         "levels": [r.as_dict() | {"history": None} for r in records],
         "grad_ratio_final": float(norms[0] / norms[-1]),
+        **reliability.summary(batch_size),
     }
     # What a pretrained entry needs to rebuild the final model (training-only terms dropped).
     summary["model"] = {"architecture": f"hr17_{network}", "config": dict(
@@ -134,6 +166,7 @@ def run(dataset, network, out_dir, levels=FULL_LEVELS, epochs=60, batch_size=Non
     model.save_weights(os.path.join(out_dir, "final.weights.h5"))
     write_json(summary, os.path.join(out_dir, "results.json"))
     plot_decision(model, data, x_tr, y_tr, os.path.join(out_dir, "decision.png"), f"{dataset}, {network}")
+    start_fresh(backup_dir)  # finished: the next run of this command starts over
     return summary
 
 
@@ -181,10 +214,12 @@ def main(argv=None):
                         help="Verlet only: width m of z (K is n x m); default m = n")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="2 levels, 3 epochs, 256 points")
+    add_reliability_arguments(parser)
     args = parser.parse_args(argv)
+    reliability = dict(strategy=args.strategy, scale_batch=args.scale_batch, fresh=args.fresh)
     if args.quick:
         summary = run(args.dataset, args.network, args.out, levels=(4, 8), epochs=3, subsample=256, seed=args.seed,
-                      momentum_channels=args.momentum_channels)
+                      momentum_channels=args.momentum_channels, **reliability)
     else:
         levels = tuple(n for n in FULL_LEVELS if args.min_depth <= n <= args.max_depth)
         if not levels:
@@ -198,7 +233,8 @@ def main(argv=None):
         if len(epochs) != len(levels):
             parser.error(f"--epochs gives {len(epochs)} values for {len(levels)} levels {levels}")
         summary = run(args.dataset, args.network, args.out, levels=levels, epochs=epochs, seed=args.seed,
-                      level_lr_factor=args.level_lr_factor, momentum_channels=args.momentum_channels)
+                      level_lr_factor=args.level_lr_factor, momentum_channels=args.momentum_channels,
+                      **reliability)
     for rec in summary["levels"]:
         print(f"N={rec['depth']:5d}  best val acc {rec['val_accuracy']:.4f}  "
               f"after prolongation {rec['val_accuracy_after_prolongation']}")

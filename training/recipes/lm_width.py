@@ -1,6 +1,7 @@
 """Liu & Markowich 2020, width continuum: train a Z2 network at width M, evaluate it at 2M and 4M.
 
     python -m training.recipes.lm_width [--dataset double_moons] [--width 16] [--quick] [--out DIR]
+        [--strategy {default,mirrored,multi_worker}] [--scale-batch] [--fresh]
 
 The paper has no experiments (notes Sec. 5); this recipe checks the zoo's reading of Theorem 2.2
 and Z2: a `lm_selection_continuous` network (kernel `b_theta(y, z, t)` in a cosine basis, learned
@@ -11,7 +12,8 @@ the accuracy at `M`. Adam with a cosine-decayed step and the paper's Tikhonov te
 `l2 = 1e-3`), compiled with XLA (dense loops, DESIGN.md section 3). Writes `results.json`
 (accuracy, cross-entropy without the regulariser, and the max logit distance from the finest
 grid per width), `accuracy_vs_width.png` and the training CSV / TensorBoard logs into `--out`.
-The paper gives no `T`, `N`, widths or data; every setting here is ours.
+The paper gives no `T`, `N`, widths or data; every setting here is ours. Rerunning an interrupted
+command with the same `--out` resumes it at its last finished epoch (`--fresh` starts over).
 """
 
 from __future__ import annotations
@@ -24,14 +26,19 @@ import keras
 import numpy as np
 
 import zoo
-from training.callbacks import TqdmEpochs
+from training.callbacks import ResumableBackup, TqdmEpochs
 from training.data.pipeline import make_pipeline
 from training.data.toy2d import TOY_NAMES, load_toy
 from training.recipes.common import (
+    Reliability,
+    add_reliability_arguments,
+    check_before_fit,
+    guard_callbacks,
     level_callbacks,
     prepare_out_dir,
     save_figure,
     seed_everything,
+    start_fresh,
     write_json,
 )
 from zoo.selection import at_width
@@ -44,7 +51,7 @@ FULL = dict(depth=16, T=4.0, modes=8, time_nodes=4, kernel="free", l2=1e-3, epoc
 QUICK = dict(FULL, depth=4, epochs=2, subsample=256, width_factors=(1, 2, 4), execution="eager")
 
 
-def _compile(model, num_classes, optimizer, execution):
+def _compile(model, num_classes, optimizer, execution, reliability=None):
     if num_classes == 2:
         loss = keras.losses.BinaryCrossentropy(from_logits=True)
         metric = keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")
@@ -52,7 +59,8 @@ def _compile(model, num_classes, optimizer, execution):
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
         metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
     # A handful of steps (--quick) runs fastest eagerly: no tracing, no XLA compile.
-    model.compile(optimizer=optimizer, loss=loss, metrics=[metric], jit_compile=execution == "xla",
+    jit_compile = execution == "xla" if reliability is None else reliability.jit(execution == "xla")
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric], jit_compile=jit_compile,
                   run_eagerly=execution == "eager")
     return model
 
@@ -78,7 +86,7 @@ def _targets(y, num_classes):
 
 def run(out_dir, dataset="double_moons", width=16, depth=16, T=4.0, modes=8, time_nodes=4,
         kernel="free", l2=1e-3, epochs=30, batch_size=64, lr=1e-2, seed=0, subsample=None,
-        width_factors=(0.5, 1, 2, 4, 8), execution="xla"):
+        width_factors=(0.5, 1, 2, 4, 8), execution="xla", strategy="default", scale_batch=False, fresh=False):
     """Train at `width`, evaluate at every `factor * width`; write results.json and the figure.
 
     `l2` is the Tikhonov regulariser of L&M Eq. 4.6 (Remark 4.2) on the basis coefficients:
@@ -87,7 +95,12 @@ def run(out_dir, dataset="double_moons", width=16, depth=16, T=4.0, modes=8, tim
     kernel (assumption (A_3)); without it the logits grow until tanh(u(y)) is steep in `y`
     and the trained network starts to use the quadrature error of its own grid (measured with
     `l2 = 0`, double moons, 30 epochs: 98.75% validation accuracy at M = 16, 95.95% at 2M).
+
+    Resumable (`<out>/backup` until the run finishes; `fresh=True` discards it); `strategy`,
+    `scale_batch`: `training.distribute` (the batch is the global batch).
     """
+    reliability = Reliability(strategy, scale_batch)  # first: before TensorFlow runs any op
+    batch_size, lr = reliability.batch(batch_size, lr)
     seed_everything(seed)
     data = load_toy(dataset, seed=seed)
     x_tr, y_tr, x_va, y_va = data.x_train, data.y_train, data.x_val, data.y_val
@@ -97,20 +110,30 @@ def run(out_dir, dataset="double_moons", width=16, depth=16, T=4.0, modes=8, tim
         x_tr, y_tr, x_va, y_va = x_tr[tr], y_tr[tr], x_va[va], y_va[va]
     k = data.num_classes
     y_tr, y_va = _targets(y_tr, k), _targets(y_va, k)
-    out_dir = prepare_out_dir(out_dir)
+    out_dir = prepare_out_dir(reliability.out(out_dir))
+    backup_dir = os.path.join(out_dir, "backup")
+    if fresh:
+        start_fresh(backup_dir, os.path.join(out_dir, "training.csv"), os.path.join(out_dir, "tensorboard"))
 
     arch = dict(depth=depth, T=T, width=width, modes=modes, time_nodes=time_nodes, kernel=kernel,
                 num_classes=k)
     reg = keras.regularizers.L2(l2) if l2 else None
-    model = zoo.create("lm_selection_continuous", kernel_regularizer=reg, bias_regularizer=reg, **arch)
     steps = epochs * int(np.ceil(len(x_tr) / batch_size))
-    schedule = keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.05)
-    _compile(model, k, keras.optimizers.Adam(schedule, clipnorm=1.0), execution)
+    with reliability.scope():
+        model = zoo.create("lm_selection_continuous", kernel_regularizer=reg, bias_regularizer=reg, **arch)
+        schedule = keras.optimizers.schedules.CosineDecay(lr, steps, alpha=0.05)
+        _compile(model, k, keras.optimizers.Adam(schedule, clipnorm=1.0), execution, reliability)
     train_ds = make_pipeline(x_tr, y_tr, batch_size, training=True, seed=seed)
     val_ds = make_pipeline(x_va, y_va, 1024, training=False, seed=seed)
+    reliability.prepare(model, train_ds)
+    check_before_fit(model, x_va[:64])  # no ODEBlock in the selection network: nothing to check
+    backup = ResumableBackup(backup_dir, data=train_ds, fingerprint=dict(
+        recipe="lm_width", dataset=dataset, seed=seed, subsample=subsample, epochs=epochs, batch_size=batch_size,
+        lr=lr, l2=l2, **arch))
     start = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
-              callbacks=level_callbacks(out_dir, "training") + [TqdmEpochs(f"lm_width M={width}")])
+              callbacks=[backup, *level_callbacks(out_dir, "training"), TqdmEpochs(f"lm_width M={width}"),
+                         *guard_callbacks()])
     train_seconds = time.perf_counter() - start
 
     widths = [int(f * width) for f in width_factors if f * width >= modes]
@@ -133,6 +156,7 @@ def run(out_dir, dataset="double_moons", width=16, depth=16, T=4.0, modes=8, tim
         "by_width": {str(m): r for m, r in results.items()}, "max_abs_logit_finest": results_scale,
         "accuracy_drop_2M_points": 100.0 * (acc[width] - acc[2 * width]),
         "accepted": bool(abs(acc[2 * width] - acc[width]) <= 0.01),
+        **reliability.summary(batch_size),
     }
     write_json(summary, os.path.join(out_dir, "results.json"))
     plot_accuracy(results, width, dataset, os.path.join(out_dir, "accuracy_vs_width.png"))
@@ -177,11 +201,13 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="runs/lm_width")
     parser.add_argument("--quick", action="store_true", help="N = 4, 2 epochs, 256 points, M..4M")
+    add_reliability_arguments(parser)
     args = parser.parse_args(argv)
     settings = dict(QUICK if args.quick else FULL, kernel=args.kernel)
     if args.epochs is not None:
         settings["epochs"] = args.epochs
-    summary = run(args.out, dataset=args.dataset, width=args.width, seed=args.seed, **settings)
+    summary = run(args.out, dataset=args.dataset, width=args.width, seed=args.seed, strategy=args.strategy,
+                  scale_batch=args.scale_batch, fresh=args.fresh, **settings)
     for m, r in summary["by_width"].items():
         print(f"M={int(m):4d}  val acc {r['val_accuracy']:.4f}")
     print(f"trained {summary['train_seconds']:.1f} s; accepted (|acc(2M) - acc(M)| <= 1 point): "

@@ -1,0 +1,99 @@
+"""The PyTorch peers of benchmarks/vs_pytorch.py are the zoo's networks: equal parameter counts, and
+equal logits once the zoo model's weights are copied in (`load_from_keras`)."""
+
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `benchmarks` is a directory of scripts, not an installed package
+    sys.path.insert(0, ROOT)
+
+import zoo  # noqa: E402
+from benchmarks import vs_pytorch  # noqa: E402
+from benchmarks.peers import torch_models as peers  # noqa: E402
+
+
+def _dense(depth, width, T=20.0):
+    return dict(depth=depth, T=T, width=width, num_classes=2, lifting="pad")
+
+
+COUNTS = [
+    ("hr17_antisymmetric", _dense(16, 2)),
+    ("hr17_antisymmetric", _dense(1024, 8)),
+    ("hr17_verlet", _dense(16, 2)),
+    ("hr17_verlet", _dense(1024, 8)),
+    ("hr17_antisymmetric_conv", {}),
+    ("rh18_parabolic_fashion_mnist", {}),
+]
+LOGITS = [  # (model, overrides, input shape in Keras' layout); h = T / N = 0.25: round-off not amplified
+    ("hr17_antisymmetric", _dense(8, 4, T=2.0), (6, 2)),
+    ("hr17_verlet", _dense(8, 4, T=2.0), (6, 2)),
+    ("hr17_antisymmetric_conv", {}, (3, 28, 28, 1)),
+    ("rh18_parabolic_fashion_mnist", {}, (3, 28, 28, 1)),
+]
+
+
+@pytest.mark.parametrize("name, overrides", COUNTS)
+def test_parameter_counts_match(name, overrides):
+    module, model = peers.peer(name, **overrides), zoo.create(name, **overrides)
+    assert peers.count_params(module) == peers.keras_count_params(model) > 0
+    peers.assert_same_param_count(module, model)
+
+
+def test_parameter_count_mismatch_raises():
+    with pytest.raises(AssertionError, match="parameters"):
+        peers.assert_same_param_count(peers.peer("hr17_verlet", **_dense(8, 2)),
+                                      zoo.create("hr17_verlet", **_dense(9, 2)))
+
+
+def _randomize(model, rng):
+    """Perturb every weight (biases, TV-norm scales, BN statistics too) so that each one matters."""
+    for weight in model.weights:
+        value = np.asarray(weight)
+        if "moving_variance" in weight.path:
+            value = rng.uniform(0.5, 1.5, weight.shape)
+        else:
+            value = value + 0.1 * rng.standard_normal(weight.shape)
+        weight.assign(value.astype("float32"))
+
+
+@pytest.mark.parametrize("name, overrides, shape", LOGITS)
+def test_logits_match_with_copied_weights(name, overrides, shape, rng):
+    keras.utils.set_random_seed(0)
+    model = zoo.create(name, **overrides)
+    _randomize(model, rng)
+    module = peers.load_from_keras(peers.peer(name, **overrides), model).eval()
+    images = len(shape) == 4
+    x = (rng.uniform(0, 255, shape) if images else rng.standard_normal(shape)).astype("float32")
+    expected = np.asarray(model(x, training=False))
+    with torch.no_grad():
+        got = module(torch.from_numpy(x.transpose(0, 3, 1, 2).copy() if images else x)).numpy()
+    assert np.abs(expected).max() > 0.1  # the comparison is not of near-zero logits
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-4)
+
+
+def test_load_from_keras_rejects_another_model():
+    with pytest.raises(Exception):
+        peers.load_from_keras(peers.peer("hr17_verlet", **_dense(8, 2)), zoo.create("hr17_verlet", **_dense(8, 4)))
+
+
+def test_quick_comparison_runs_and_reports(tmp_path):
+    spec = vs_pytorch.specs(("dense",), "quick")[0]
+    result = vs_pytorch.compare(spec, mode="quick")
+    assert result["params"] == 16 * (2 * 2 + 1) + 3
+    assert result["zoo"]["median_ms"] > 0 and isinstance(result["zoo"]["jit_compile"], bool)
+    assert result["torch_eager"]["1"]["median_ms"] > 0 and result["torch_eager"]["1"]["steps"] >= 3
+    assert result["torch_compile"] == {"skipped": "not run (--quick)"}
+    assert vs_pytorch.speedup(result) > 0
+    record = {"mode": "quick", "date": "today", "seconds": 60.0, "machine": vs_pytorch.machine(),
+              "results": [result]}
+    text = vs_pytorch.render(record)
+    assert f"| {spec['label']} | 83 |" in text and "torch eager 1 thr ms" in text
+    vs_pytorch.plot([result], str(tmp_path / "vs.png"))
+    assert (tmp_path / "vs.png").stat().st_size > 1000

@@ -60,8 +60,10 @@ def main(docs="docs"):
         if not os.path.exists(table):
             lines += [f"(not run yet: `python benchmarks/{name}.py`)", ""]
             continue
-        with open(table) as f:
-            lines += [f.read().strip(), ""]
+        with open(table) as f:  # nest a result file's own headings under this section's
+            body = [("#" + line) if line.startswith("## ") else line
+                    for line in f.read().strip().splitlines() if not line.startswith("# ")]
+            lines += ["\n".join(body).strip(), ""]
         png = os.path.join(RESULTS, f"{name}.png")
         if os.path.exists(png):
             shutil.copyfile(png, os.path.join(docs, "figures", f"performance_{name}.png"))

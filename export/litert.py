@@ -4,7 +4,8 @@
     export_litert(model, "model.tflite")                               # float32
     export_litert(model, "model_int8.tflite", representative=images)   # int8 weights and activations
 
-Converted from a SavedModel of the folded model (`export.fold`): TFLiteConverter.from_keras_model
+Converted from a SavedModel of the folded model (`export.fold`, with wide dense layers split
+into pairwise-summed chunks, see `export.fold.ChunkedDense`): TFLiteConverter.from_keras_model
 does not work with Keras 3 (keras-team/keras#18430), and Keras' own LiteRT export allows Flex
 (SELECT_TF_OPS) ops, which need the Flex delegate on the device. Here only `TFLITE_BUILTINS`
 (plus their int8 versions) are allowed, so an unsupported op fails the export instead of
@@ -18,7 +19,7 @@ import tempfile
 import numpy as np
 
 from export.common import atomic_output
-from export.fold import fold_model
+from export.fold import DENSE_CHUNK, fold_model
 
 __all__ = ["export_litert"]
 
@@ -36,7 +37,8 @@ def export_litert(model, path, representative=None, overwrite=False, num_calibra
     from export.saved_model import export_saved_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        saved = export_saved_model(fold_model(model), tmp, "folded", 1)
+        # Chunked heads: XNNPack's fully connected kernel sums long dot products sequentially.
+        saved = export_saved_model(fold_model(model, dense_chunk=DENSE_CHUNK), tmp, "folded", 1)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serving_default"])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if representative is not None:

@@ -20,9 +20,11 @@ from export.runtime import load_predictor
 from zoo.blocks import ODEBlock
 from zoo.operators import Antisymmetric, Conv2DOperator
 
-__all__ = ["BATCH_SIZES", "logits_parity", "folded_antisymmetry", "INT8_ANTISYMMETRY_TOLERANCE"]
+__all__ = ["BATCH_SIZES", "PARITY_ATOL", "logits_parity", "folded_antisymmetry", "INT8_ANTISYMMETRY_TOLERANCE"]
 
 BATCH_SIZES = (1, 32)
+# What every pretrained model's SavedModel, ONNX and LiteRT artefact must meet on real inputs.
+PARITY_ATOL = 1e-5
 INT8_ANTISYMMETRY_TOLERANCE = 1.0 / 127
 
 

@@ -1,8 +1,8 @@
 """Export: SavedModel, ONNX and LiteRT parity, folded graphs, structure and bad input (issue 10).
 
-Parity tolerance: `1e-5 * max(1, max |logits|)`. Float32 logits of these models carry round-off
-of that size already inside TensorFlow: the pretrained H&R conv nets (logits up to 23) give
-results that differ by 4e-5 between a batch of 1 and a batch of 32 in Keras itself.
+Parity tolerance: the pretrained models are held to the issue's `1e-5` absolute on real inputs
+(`PARITY_ATOL`). The random-weight models of every family get `1e-5 * max(1, max |logits|)`:
+their logits are arbitrary in size, and float32 round-off scales with them.
 """
 
 import os
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import zoo
-from export.fold import FoldedODEBlock, fold_model
+from export.fold import ChunkedDense, FoldedODEBlock, fold_model
 from export.onnx import weight_computing_ops, export_onnx, onnx_op_counts
-from export.parity import BATCH_SIZES, folded_antisymmetry, logits_parity
+from export.parity import BATCH_SIZES, PARITY_ATOL, folded_antisymmetry, logits_parity
 from export.runtime import load_predictor, validate_batch
 from export.saved_model import export_saved_model, serving_signature
 from tests.markers import needs_fashion_mnist
@@ -48,6 +48,34 @@ def _random_model(name, overrides, seed=1):
     rng = np.random.default_rng(seed)  # trained-like weights: not constant in time, non-zero biases
     model.set_weights([w + 0.05 * rng.standard_normal(w.shape).astype(w.dtype) for w in model.get_weights()])
     return model
+
+
+def test_chunked_dense_equals_dense_and_round_trips():
+    import keras
+
+    dense = keras.layers.Dense(10, activation="softmax")
+    x = np.random.default_rng(0).standard_normal((4, 1500)).astype("float32")
+    expected = np.asarray(dense(x))
+    chunked = ChunkedDense.from_dense(dense, chunk=512)
+    np.testing.assert_allclose(chunked(x), expected, rtol=1e-6, atol=1e-7)
+    assert [b - a for a, b in chunked._bounds] == [500, 500, 500]  # equal, none above 512
+    assert not chunked.trainable_weights
+    clone = ChunkedDense.from_config(chunked.get_config())
+    clone.build(x.shape)
+    clone.set_weights(chunked.get_weights())
+    np.testing.assert_allclose(clone(x), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_fold_model_chunks_only_wide_dense_layers():
+    model = _random_model("hr17_resnet_conv", dict(depth=2))  # head: 28 x 28 x 6 = 4,704 inputs
+    x = _inputs(model, 4)
+    plain = fold_model(model)
+    chunked = fold_model(model, dense_chunk=512)
+    assert not any(isinstance(layer, ChunkedDense) for layer in plain.layers)
+    (head,) = [layer for layer in chunked.layers if isinstance(layer, ChunkedDense)]
+    assert len(head._bounds) == 10
+    np.testing.assert_allclose(chunked(x), model(x), rtol=0, atol=_tolerance(model(x)))
+    assert not any(isinstance(layer, ChunkedDense) for layer in fold_model(model, dense_chunk=10_000).layers)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_MODELS))
@@ -192,5 +220,5 @@ def test_every_pretrained_model_exports_with_parity(name, tmp_path):
     parity = logits_parity(model, artefacts, x)
     for kind in ("saved_model", "onnx", "litert"):  # the SavedModel runs grappler-rewritten graphs
         for batch, error in parity[kind].items():
-            assert error <= _tolerance(model(x[:batch])), (kind, batch, error)
+            assert error <= PARITY_ATOL, (kind, batch, error)
     assert weight_computing_ops(artefacts["onnx"]) == []

@@ -157,7 +157,8 @@ def standard_entries():
             recipe=(f"python -m training.recipes.hr17_toy --dataset {ds} --network {net} "
                     f"--min-depth {first} --max-depth {last} --epochs {epochs} --out {TOY_DEPLOY}"),
             description=f"Haber & Ruthotto 2017 {_HR17_NETS[net]} on the 2-D {ds.replace('_', ' ')} set "
-                        f"(Sec. 6, T = 20), multilevel training {first} -> {last} layers."))
+                        f"(Sec. 6, T = 20), " + (f"multilevel training {first} -> {last} layers."
+                                                 if first < last else f"trained at {last} layers.")))
     return entries
 
 
@@ -169,7 +170,7 @@ TOY_DEPLOY = "runs/hr17_toy_deploy"
 TOY_ENTRIES = {  # (dataset, network) -> (first depth, last depth, epochs per level)
     ("ellipses", "resnet"): (4, 8, "300 300"),
     ("ellipses", "antisymmetric"): (32, 64, "600 300"),
-    ("swiss_roll", "verlet"): (32, 64, "600 300"),
+    ("swiss_roll", "verlet"): (32, 32, "600"),
     ("swiss_roll", "resnet"): (32, 64, "600 300"),
 }
 

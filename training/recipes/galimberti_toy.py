@@ -168,7 +168,7 @@ def train_one(dataset, network, depth, settings, out_dir, seed=0, epochs=None, c
     timer = EpochTimer()
     start = time.perf_counter()
     model.fit(
-        train_ds, epochs=epochs, verbose=0,
+        train_ds, epochs=epochs, verbose=0, shuffle=False,  # the tf.data pipeline shuffles
         # The backup first (it restores before the others start); callbacks that add to the
         # logs (timer, sensitivities) go before the CSV logger.
         callbacks=[backup, timer, *callbacks,

@@ -131,7 +131,7 @@ def run(out_dir, dataset="double_moons", width=16, depth=16, T=4.0, modes=8, tim
         recipe="lm_width", dataset=dataset, seed=seed, subsample=subsample, epochs=epochs, batch_size=batch_size,
         lr=lr, l2=l2, **arch))
     start = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
+    model.fit(train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,  # tf.data shuffles
               callbacks=[backup, *level_callbacks(out_dir, "training"), TqdmEpochs(f"lm_width M={width}"),
                          *guard_callbacks()])
     train_seconds = time.perf_counter() - start

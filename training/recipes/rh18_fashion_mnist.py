@@ -99,7 +99,7 @@ def run(unit, out_dir, epochs=20, seed=0, subsample=None, strategy="default", sc
     check_before_fit(model, x_va[:2])
     start = time.perf_counter()
     model.fit(
-        train_ds, validation_data=val_ds, epochs=epochs, verbose=0,
+        train_ds, validation_data=val_ds, epochs=epochs, verbose=0, shuffle=False,  # tf.data shuffles
         callbacks=[
             # Resumes an interrupted run at its last finished epoch (rerun the same command),
             # with the same shuffle and augmentation order (a BackupAndRestore; listed first).

@@ -24,6 +24,8 @@ from typing import Callable
 
 import numpy as np
 
+from tests.fashion_mnist_files import directory_with, raw_file
+
 __all__ = ["Case", "CASES", "run_case"]
 
 
@@ -75,41 +77,20 @@ def _block(builder, *args, **kwargs):
 # === Data ===
 
 
-def _fm_files():
-    from training.data import fashion_mnist as fm
-
-    return fm, fm.fashion_mnist_dir()
-
-
-def _fm_copy(tmp, name, raw):
-    """A Fashion-MNIST directory with the real files linked and `name` replaced by gzip(raw)."""
-    fm, source = _fm_files()
-    for f in fm.FILES.values():
-        if f != name:
-            os.symlink(source / f, tmp / f)
-    (tmp / name).write_bytes(gzip.compress(raw))
-    return tmp
-
-
-def _fm_raw(name):
-    _, source = _fm_files()
-    return gzip.decompress((source / name).read_bytes())
-
-
 def _fm_truncated(tmp):
     from training.data.fashion_mnist import load_fashion_mnist
 
     name = "train-labels-idx1-ubyte.gz"
-    return load_fashion_mnist(_fm_copy(tmp, name, _fm_raw(name)[:-100]), verify=False)
+    return load_fashion_mnist(directory_with(tmp, name, raw_file(name)[:-100]), verify=False)
 
 
 def _fm_wrong_checksum(tmp):
     from training.data.fashion_mnist import load_fashion_mnist
 
     name = "t10k-labels-idx1-ubyte.gz"
-    raw = bytearray(_fm_raw(name))
+    raw = bytearray(raw_file(name))
     raw[-1] = (raw[-1] + 1) % 10
-    return load_fashion_mnist(_fm_copy(tmp, name, bytes(raw)))
+    return load_fashion_mnist(directory_with(tmp, name, bytes(raw)))
 
 
 def _fm_bad_magic(tmp):

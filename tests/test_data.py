@@ -11,6 +11,7 @@ import pytest
 from training.data import fashion_mnist as fm
 from training.data import toy2d
 from training.data.toy2d import load_toy
+from tests.fashion_mnist_files import directory_with, raw_file
 
 # ---------------------------------------------------------------- toy sets
 
@@ -205,21 +206,12 @@ def _write_idx_gz(path, raw):
     path.write_bytes(gzip.compress(raw))
 
 
-def _copy_with(tmp_path, name, raw):
-    """A directory with the real files linked, except `name` replaced by gzip(raw)."""
-    for f in fm.FILES.values():
-        if f != name:
-            os.symlink(FM_DIR / f, tmp_path / f)
-    _write_idx_gz(tmp_path / name, raw)
-    return tmp_path
-
-
 @needs_fm
 def test_fashion_mnist_checksum_mismatch_names_file_and_digests(tmp_path):
     name = "t10k-labels-idx1-ubyte.gz"
-    raw = bytearray(gzip.decompress((FM_DIR / name).read_bytes()))
+    raw = bytearray(raw_file(name))
     raw[-1] = (raw[-1] + 1) % 10  # a valid IDX file with one label changed
-    _copy_with(tmp_path, name, bytes(raw))
+    directory_with(tmp_path, name, bytes(raw))
     with pytest.raises(fm.ChecksumError) as err:
         fm.load_fashion_mnist(tmp_path)
     message = str(err.value)
@@ -235,8 +227,8 @@ def test_fashion_mnist_checksum_mismatch_names_file_and_digests(tmp_path):
 @needs_fm
 def test_fashion_mnist_truncated_idx_raises_value_error(tmp_path):
     name = "train-labels-idx1-ubyte.gz"
-    raw = gzip.decompress((FM_DIR / name).read_bytes())
-    _copy_with(tmp_path, name, raw[:-100])
+    raw = raw_file(name)
+    directory_with(tmp_path, name, raw[:-100])
     with pytest.raises(ValueError, match=name) as err:
         fm.load_fashion_mnist(tmp_path, verify=False)
     assert not isinstance(err.value, fm.ChecksumError)

@@ -130,7 +130,7 @@ _RH18_UNITS = {"parabolic": "parabolic (forward Euler)", "hamiltonian": "Hamilto
 # because 2 shared cores bounded what one session could train (docs/reproduction.md).
 RH18_RUNS = {"parabolic": ("runs/rh18_fmnist_16ep/parabolic", 16),
              "hamiltonian": ("runs/rh18_fmnist_12ep/hamiltonian", 12),
-             "second_order": ("runs/rh18_fmnist_16ep/second_order", 12)}
+             "second_order": ("runs/rh18_fmnist_s4/second_order", 16)}
 
 
 def standard_entries():

@@ -131,6 +131,7 @@ def machine_info():
 
 def entry_data(card, limit=None, num_calibration=200):
     """`(x_eval, y_eval, x_calibration)`: the card's evaluation split and real training inputs."""
+    from export.quantize import calibration_sample
     from training.evaluate import load_split
 
     dataset = card["dataset"]["name"]
@@ -138,7 +139,7 @@ def entry_data(card, limit=None, num_calibration=200):
     x_train, _ = load_split(dataset, "train")
     if limit is not None:
         x, y = x[:limit], y[:limit]
-    return np.asarray(x, "float32"), np.asarray(y), np.asarray(x_train[:num_calibration], "float32")
+    return np.asarray(x, "float32"), np.asarray(y), calibration_sample(x_train, num_calibration)
 
 
 def export_artefact(artefact, model, out_dir, calibration):

@@ -222,3 +222,19 @@ def test_every_pretrained_model_exports_with_parity(name, tmp_path):
         for batch, error in parity[kind].items():
             assert error <= PARITY_ATOL, (kind, batch, error)
     assert weight_computing_ops(artefacts["onnx"]) == []
+
+
+def test_calibration_sample_is_seeded_and_spans_a_class_sorted_split():
+    from export.quantize import calibration_sample
+    from training.data.toy2d import load_toy
+
+    data = load_toy("swiss_roll")  # its training split is stored class by class
+    labels = np.asarray(data.y_train).ravel()
+    assert len(set(labels[:200].tolist())) == 1  # why the first rows would not do
+    sample = calibration_sample(data.x_train, 200)
+    assert sample.shape == (200, 2) and sample.dtype == np.float32
+    np.testing.assert_array_equal(sample, calibration_sample(data.x_train, 200))
+    rows = {tuple(r) for r in np.asarray(data.x_train, "float32")}
+    assert all(tuple(r) in rows for r in sample)
+    chosen = [labels[np.flatnonzero((np.asarray(data.x_train, "float32") == r).all(1))[0]] for r in sample]
+    assert 0.3 < np.mean(chosen) < 0.7

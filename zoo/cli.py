@@ -223,17 +223,16 @@ def _cmd_export(args):
     print(path)
 
 
-def _calibration_inputs(name, count=200):
+def _calibration_inputs(name):
     """Real training inputs of a pretrained entry's dataset (int8 calibration)."""
-    import numpy as np
-
     import zoo
+    from export.quantize import calibration_sample
     from training.evaluate import load_split
 
     if name not in zoo.list_models(pretrained=True):
         raise ValueError(f"int8 calibration needs real training data: {name!r} is not a pretrained entry")
     x, _ = load_split(zoo.card(name)["dataset"]["name"], "train")
-    return np.asarray(x[:count], dtype="float32")
+    return calibration_sample(x)
 
 
 def _cmd_bench(args):

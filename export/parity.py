@@ -20,7 +20,7 @@ from export.runtime import load_predictor
 from zoo.blocks import ODEBlock
 from zoo.operators import Antisymmetric, Conv2DOperator
 
-__all__ = ["BATCH_SIZES", "PARITY_ATOL", "logits_parity", "folded_antisymmetry", "INT8_ANTISYMMETRY_TOLERANCE"]
+__all__ = ["BATCH_SIZES", "PARITY_ATOL", "float32_error", "logits_parity", "folded_antisymmetry", "INT8_ANTISYMMETRY_TOLERANCE"]
 
 BATCH_SIZES = (1, 32)
 # What every pretrained model's SavedModel, ONNX and LiteRT artefact must meet on real inputs.
@@ -43,6 +43,37 @@ def logits_parity(model, artefacts, inputs, batch_sizes=BATCH_SIZES):
             got = predictor.predict(x)["logits"]
             result[kind][batch] = float(np.max(np.abs(got - expected)))
     return result
+
+
+def float32_error(model, architecture, config, inputs, batch_sizes=BATCH_SIZES):
+    """`{batch: max |Keras float32 logits - exact logits|}` on the first inputs of each size.
+
+    Exact means a float64 copy of the model. This is the floor under any parity figure: two
+    float32 implementations can only be expected to agree as well as each agrees with the exact
+    result, and Keras' own error depends on the batch. TensorFlow's matmul at batch 1 is a
+    matrix-vector product summed in one running sum: on the H&R heads (4,704 inputs) Keras'
+    batch-1 logits are 2e-5 from exact, its batch-32 logits 3.7e-6. Trained networks with large
+    logits or expansive steps amplify round-off too: TensorFlow's and ONNX Runtime's float32
+    `tanh` differ by up to 6 ulps, which a 2-D ResNet at h = 2.5 turns into 3.5e-5 on logits
+    whose float32 error in Keras is already 1.0e-5.
+    """
+    import keras
+
+    import zoo
+
+    inputs = np.asarray(inputs, dtype="float32")
+    previous = keras.config.dtype_policy()
+    try:
+        keras.config.set_dtype_policy("float64")
+        exact = zoo.create(architecture, **config)
+        exact(inputs[:1].astype("float64"))
+        exact.set_weights([w.astype("float64") for w in model.get_weights()])
+        truth = np.asarray(exact(inputs[: max(batch_sizes)].astype("float64"), training=False))
+    finally:
+        keras.config.set_dtype_policy(previous)
+    return {batch: float(np.max(np.abs(np.asarray(model(inputs[:batch], training=False), "float64")
+                                       - truth[:batch])))
+            for batch in batch_sizes}
 
 
 def _onnx_weights(path):

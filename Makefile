@@ -6,10 +6,11 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 
 .PHONY: demo test test-fast data examples bench clean
 
+# The demo exports to ONNX and runs it in ONNX Runtime: it needs the `export` extra.
 $(VENV)/.demo-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -e . 2>&1 | grep -v "^WARNING: Location" || true
-	$(PY) -c "import zoo" && touch $@
+	$(PY) -m pip install -q -e ".[export]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(PY) -c "import zoo, tf2onnx, onnxruntime" && touch $@
 
 $(VENV)/.test-installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

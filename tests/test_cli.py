@@ -52,3 +52,26 @@ def test_cli_export_writes_an_artefact_and_refuses_bad_requests(tmp_path, capsys
     with pytest.raises(SystemExit) as exit_info:
         main(["export", "hr17_antisymmetric", "--format", "pickle", "--out", out])
     assert exit_info.value.code == 2
+
+
+def test_make_demo_installs_what_the_demo_imports():
+    """`make demo` on a fresh clone installs the extras the demo needs (it exports to ONNX).
+
+    The demo once failed at its export step on a fresh clone: the target installed the package
+    without the `export` extra, while the tests, which install `.[test]`, never noticed.
+    """
+    import pathlib
+    import re
+    import tomllib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    recipe = re.search(r"^\$\(VENV\)/\.demo-installed:.*?\n((?:\t.*\n)+)", (root / "Makefile").read_text(), re.M)
+    assert recipe, "Makefile has no .demo-installed target"
+    extras = re.search(r'pip install -q -e "?\.\[([^\]]+)\]', recipe.group(1))
+    assert extras, "the demo target installs no extras"
+    optional = tomllib.loads((root / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    installed = {req.split(">")[0].split("=")[0].split("<")[0] for extra in extras.group(1).split(",")
+                 for req in optional[extra.strip()]}
+    assert {"tf2onnx", "onnxruntime"} <= installed
+    demo_source = (root / "zoo" / "cli.py").read_text()
+    assert "export_onnx" in demo_source and "quantize_onnx_int8" in demo_source  # what needs them

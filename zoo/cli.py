@@ -102,6 +102,19 @@ def _cmd_examples(args):
 
 def _diagnostics_table(depth):
     """Build every architecture, push a batch through it and report its stability figures."""
+    import tensorflow as tf
+
+    # Every architecture here is a new model, so every predict is a new graph: TensorFlow's
+    # retracing heuristic would warn about each one, though nothing is retraced in a loop.
+    logger, level = tf.get_logger(), tf.get_logger().level
+    logger.setLevel("ERROR")
+    try:
+        return _diagnostics_rows(depth)
+    finally:
+        logger.setLevel(level)
+
+
+def _diagnostics_rows(depth):
     import keras
     import numpy as np
 

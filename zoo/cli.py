@@ -115,6 +115,7 @@ def _diagnostics_table(depth):
 
 
 def _diagnostics_rows(depth):
+    """The rows of `_diagnostics_table`: one per single-block H&R 2017 architecture."""
     import keras
     import numpy as np
 

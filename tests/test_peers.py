@@ -97,3 +97,26 @@ def test_quick_comparison_runs_and_reports(tmp_path):
     assert f"| {spec['label']} | 83 |" in text and "torch eager 1 thr ms" in text
     vs_pytorch.plot([result], str(tmp_path / "vs.png"))
     assert (tmp_path / "vs.png").stat().st_size > 1000
+
+
+def test_operator_profiles_find_each_frameworks_convolutions():
+    import torch
+
+    from benchmarks.op_profiles import tensorflow_profile, torch_profile
+
+    model = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Conv2D(4, 3), keras.layers.Flatten(),
+                              keras.layers.Dense(2)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = np.ones((8, 12, 12, 1), "float32"), np.zeros(8, "int32")
+    model.train_on_batch(x, y)
+    tf_ops = tensorflow_profile(lambda: model.train_on_batch(x, y), steps=2)
+    conv = torch.nn.Conv2d(1, 4, 3)
+    torch_ops = torch_profile(lambda: conv(torch.ones(8, 1, 12, 12)).sum().backward(), steps=2)
+    for ops in (tf_ops, torch_ops):
+        assert 0 < ops.conv_ms_per_step < ops.ms_per_step
+        assert "IDLE" not in ops.top and len(ops.top) <= 8
+    assert any("Conv2D" in k for k in tf_ops.top) and any("conv" in k for k in torch_ops.top)
+    result = {"label": "c", "zoo": {"median_ms": 10.0, "jit_compile": False},
+              "torch_eager": {"1": {"median_ms": 5.0}, "2": {"median_ms": 6.0}},
+              "op_profile": {"zoo": tf_ops._asdict(), "torch_eager": torch_ops._asdict()}}
+    assert "at most x" in vs_pytorch._conv_bound(result)

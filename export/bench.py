@@ -347,12 +347,10 @@ def _weight_bytes(path):
     import onnx
     from onnx import numpy_helper
 
-    def weight_bytes(graph):
-        total = sum(numpy_helper.to_array(i).nbytes for i in graph.initializer)
-        return total + sum(weight_bytes(a.g) for node in graph.node for a in node.attribute
-                           if a.type == onnx.AttributeProto.GRAPH)
+    from export.onnx import iter_graphs
 
-    weights = weight_bytes(onnx.load(path).graph)
+    weights = sum(numpy_helper.to_array(i).nbytes for graph in iter_graphs(onnx.load(path).graph)
+                  for i in graph.initializer)
     return weights, os.path.getsize(path) - weights
 
 

@@ -68,22 +68,23 @@ class UnsupportedOpError(ValueError):
     """The model uses an op that ONNX (at the requested opset) cannot express."""
 
 
+def iter_graphs(graph):
+    """`graph` and every subgraph under it (`Loop` and `If` bodies), outer before inner."""
+    import onnx
+
+    yield graph
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                yield from iter_graphs(attr.g)
+
+
 def unsupported_ops(proto):
     """Sorted op types in the default ONNX domain that ONNX does not define (tf2onnx leftovers)."""
     import onnx
 
-    found = set()
-
-    def visit(graph):
-        for node in graph.node:
-            if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
-                found.add(node.op_type)
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    visit(attr.g)
-
-    visit(proto.graph)
-    return sorted(found)
+    return sorted({node.op_type for graph in iter_graphs(proto.graph) for node in graph.node
+                   if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type)})
 
 
 def _name_outputs(proto, names):
@@ -193,16 +194,9 @@ def weight_computing_ops(path):
 
 def onnx_op_counts(path):
     """`{op_type: count}` over the graph and its subgraphs."""
+    import collections
+
     import onnx
 
-    counts = {}
-
-    def visit(graph):
-        for node in graph.node:
-            counts[node.op_type] = counts.get(node.op_type, 0) + 1
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    visit(attr.g)
-
-    visit(onnx.load(path).graph)
+    counts = collections.Counter(node.op_type for graph in iter_graphs(onnx.load(path).graph) for node in graph.node)
     return dict(sorted(counts.items()))

@@ -81,27 +81,24 @@ def _onnx_weights(path):
     import onnx
     from onnx import numpy_helper
 
-    arrays, found = {}, []
+    from export.onnx import iter_graphs
 
-    def visit(graph):
+    arrays, found = {}, []
+    for graph in iter_graphs(onnx.load(path).graph):  # outer initializers are known before inner nodes
         arrays.update({i.name: numpy_helper.to_array(i) for i in graph.initializer})
         for node in graph.node:
-            if node.op_type == "DequantizeLinear" and all(i in arrays for i in node.input[:2]):
-                q = arrays[node.input[0]].astype("float64")
-                scale = arrays[node.input[1]].astype("float64")
-                zero = arrays[node.input[2]].astype("float64") if len(node.input) > 2 and node.input[2] else 0.0
-                axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-                shape = [1] * q.ndim
-                if np.ndim(scale) and np.size(scale) > 1:
-                    if axis >= q.ndim:
-                        continue
-                    shape[axis] = -1
-                found.append(((q - np.reshape(zero, shape)) * np.reshape(scale, shape), True))
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    visit(attr.g)
-
-    visit(onnx.load(path).graph)
+            if node.op_type != "DequantizeLinear" or not all(i in arrays for i in node.input[:2]):
+                continue
+            q = arrays[node.input[0]].astype("float64")
+            scale = arrays[node.input[1]].astype("float64")
+            zero = arrays[node.input[2]].astype("float64") if len(node.input) > 2 and node.input[2] else 0.0
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            shape = [1] * q.ndim
+            if np.ndim(scale) and np.size(scale) > 1:
+                if axis >= q.ndim:
+                    continue
+                shape[axis] = -1
+            found.append(((q - np.reshape(zero, shape)) * np.reshape(scale, shape), True))
     found += [(a.astype("float64"), False) for a in arrays.values() if a.dtype.kind == "f" and a.size > 1]
     return found
 

@@ -161,3 +161,34 @@ def test_depth_loop_gradient_matches_unrolled_autodiff(rng):
     expected = tape.gradient(loss, [x, block.kernel, block.bias])
     for g, e in zip(grads, expected):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(3, 4), (2, 5, 5, 3)])
+def test_depth_loop_gradients_agree_and_image_states_use_tensorflows_own(shape, rng, monkeypatch):
+    """Both gradients of the fold (recomputing adjoint, TF's own) are the same numbers; by
+    default vector states take the adjoint and image states TF's own (faster for convolutions)."""
+    import tensorflow as tf
+
+    from zoo import depth_loop
+
+    x = tf.constant(rng.standard_normal(shape))
+    weights = {"a": tf.constant(rng.standard_normal((4, shape[-1])))}
+
+    def step(carry, w):
+        return (carry[0] + 0.5 * tf.tanh(carry[0] * w["a"]),)
+
+    def gradients(**kwargs):
+        with tf.GradientTape() as tape:
+            tape.watch([x, weights["a"]])
+            (final,) = depth_loop.fold_steps(step, (x,), weights, **kwargs)
+            loss = tf.reduce_sum(final ** 3)
+        return tape.gradient(loss, [x, weights["a"]])
+
+    adjoint, own = gradients(recompute=True), gradients(recompute=False)
+    for a, b in zip(adjoint, own):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    used = []
+    real = depth_loop._fold_with_adjoint
+    monkeypatch.setattr(depth_loop, "_fold_with_adjoint", lambda *a: used.append(1) or real(*a))
+    gradients()
+    assert used == ([1] if len(shape) == 2 else [])

@@ -138,24 +138,27 @@ RH18_RUNS = {"parabolic": ("runs/rh18_fmnist_16ep/parabolic", 16),
 RH18_LONG_RUNS = {"parabolic": ("runs/rh18_fmnist_30ep/parabolic", 30)}
 
 
+def _rh18_entry(unit, run_dir, epochs, description):
+    """(run dir, publish() arguments) of an R&H 2018 Fashion-MNIST run of the recipe."""
+    return run_dir, dict(
+        family=RH18, recipe=f"python -m training.recipes.rh18_fashion_mnist --unit {unit} --epochs {epochs}",
+        spec={"architecture": f"rh18_{unit}_fashion_mnist", "config": {}}, description=description)
+
+
 def standard_entries():
     """Every pretrained entry the repository ships: name -> (run dir, publish() arguments)."""
     entries = {}
     for unit, what in _RH18_UNITS.items():
-        run_dir, epochs = RH18_RUNS[unit]
-        entries[f"rh18_{unit}_fashion_mnist"] = (run_dir, dict(
-            family=RH18, recipe=f"python -m training.recipes.rh18_fashion_mnist --unit {unit} --epochs {epochs}",
-            spec={"architecture": f"rh18_{unit}_fashion_mnist", "config": {}},
-            description=f"Ruthotto & Haber 2018 {what} PDE CNN (widths 16/32/64, 3 units x 3 steps, "
-                        "TV normalisation) trained on Fashion-MNIST with the paper's recipe; "
-                        "best-validation weights."))
+        entries[f"rh18_{unit}_fashion_mnist"] = _rh18_entry(
+            unit, *RH18_RUNS[unit],
+            f"Ruthotto & Haber 2018 {what} PDE CNN (widths 16/32/64, 3 units x 3 steps, TV normalisation) "
+            "trained on Fashion-MNIST with the paper's recipe; best-validation weights.")
     for unit, (run_dir, epochs) in RH18_LONG_RUNS.items():
-        entries[f"rh18_{unit}_fashion_mnist_{epochs}ep"] = (run_dir, dict(
-            family=RH18, recipe=f"python -m training.recipes.rh18_fashion_mnist --unit {unit} --epochs {epochs}",
-            spec={"architecture": f"rh18_{unit}_fashion_mnist", "config": {}},
-            description=f"Ruthotto & Haber 2018 {_RH18_UNITS[unit]} PDE CNN, the same network and recipe as "
-                        f"`rh18_{unit}_fashion_mnist` with a {epochs}-epoch budget (learning-rate drops "
-                        "at 60% and 80% of it); best-validation weights."))
+        entries[f"rh18_{unit}_fashion_mnist_{epochs}ep"] = _rh18_entry(
+            unit, run_dir, epochs,
+            f"Ruthotto & Haber 2018 {_RH18_UNITS[unit]} PDE CNN, the same network and recipe as "
+            f"`rh18_{unit}_fashion_mnist` with a {epochs}-epoch budget (learning-rate drops at 60% and 80% "
+            "of it); best-validation weights.")
     for net, what in _HR17_NETS.items():
         entries[f"hr17_{net}_conv_fashion_mnist"] = (f"runs/hr17_fashion_mnist/{net}", dict(
             family=HR17, recipe=f"python -m training.recipes.hr17_fashion_mnist --network {net} --epochs 2 2 2",

@@ -5,13 +5,17 @@ builds its while-loop without `maximum_iterations`, so its gradient cannot be co
 ("XLA compilation requires a fixed tensor list size"), and XLA is what makes a dense N = 1024
 block train in milliseconds (DESIGN.md section 3).
 
-The gradient of the TF fold is written as the discrete adjoint method (Haber & Ruthotto 2017,
-Sec. 4.4: back-propagation "is nothing but a particular implementation of the adjoint
-method"): the forward pass stores the `N` states, the backward pass runs the steps in reverse
-and takes each step's vector-Jacobian product with a local tape. It is the exact gradient of
-the discrete network, and measured 2x faster than TF's generic while-loop gradient under XLA
-(N = 1024, width 2: 7.2 ms vs 14.3 ms a step on 2 cores), whose per-iteration accumulators
-dominate for tiny steps. Other backends use `ops.scan` and their own autodiff.
+For vector states (dense steps) the gradient of the TF fold is written as the discrete adjoint
+method (Haber & Ruthotto 2017, Sec. 4.4: back-propagation "is nothing but a particular
+implementation of the adjoint method"): the forward pass stores the `N` states, the backward
+pass runs the steps in reverse and takes each step's vector-Jacobian product with a local tape.
+It is the exact gradient of the discrete network, and measured 2x faster than TF's generic
+while-loop gradient under XLA (N = 1024, width 2: 7.2 ms vs 14.3 ms a step on 2 cores), whose
+per-iteration accumulators dominate for tiny steps. For image states (a convolution per step)
+it is the other way round: the adjoint's recomputed forward step costs a convolution, and TF's
+own gradient, which stores every step's intermediates, was faster on 2 cores: 92 ms against
+132 ms a training step for the H&R MNIST network (batch 128), 254 ms against 300 ms for the
+R&H parabolic CNN (batch 125). Other backends use `ops.scan` and their own autodiff.
 """
 
 from __future__ import annotations
@@ -22,12 +26,14 @@ from keras import ops
 __all__ = ["fold_steps", "fold_steps_reversible"]
 
 
-def fold_steps(step, state, weights, return_states=False, reverse=False):
+def fold_steps(step, state, weights, return_states=False, reverse=False, recompute=None):
     """Apply `state = step(state, weights_j)` for j = 0..N-1 (N-1..0 if `reverse`).
 
     `state` is a tuple of tensors and `weights` a dict of `(N, ...)` tensors. Returns the final
     state, or `(final_state, states)` where `states` stacks the state after each step along a
-    new leading axis (in loop order).
+    new leading axis (in loop order). `recompute` picks the TensorFlow gradient of the forward
+    fold: the adjoint that recomputes each step (True) or TF's own (False); None: the adjoint
+    for vector states, TF's own for image states (see the module docstring).
     """
     if keras.backend.backend() != "tensorflow":
         def body(carry, weights_j):
@@ -45,6 +51,10 @@ def fold_steps(step, state, weights, return_states=False, reverse=False):
         return final, states
     if reverse:
         return tf.foldr(step, weights, initializer=state)
+    if recompute is None:
+        recompute = all(len(s.shape) <= 2 for s in tf.nest.flatten(state))
+    if not recompute:
+        return tf.foldl(step, weights, initializer=state)
     return _fold_with_adjoint(step, state, weights)
 
 

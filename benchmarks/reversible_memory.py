@@ -80,15 +80,16 @@ def run_fresh(network, depth, reversible):
         [sys.executable, __file__, "--child", network, str(depth), str(int(reversible))],
         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": os.getcwd()},
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "load_1min": os.getloadavg()[0]}
 
 
 def report(rows):
-    lines = ["| network | N | reversible | step memory MiB (peak - before) | process peak MiB | step ms |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| network | N | reversible | step memory MiB (peak - before) | process peak MiB | step ms | load 1-min |",
+             "|---|---|---|---|---|---|---|"]
     for r in rows:
+        load = f"{r['load_1min']:.1f}" if "load_1min" in r else "-"
         lines.append(f"| {r['network']} | {r['depth']} | {r['reversible']} | {r['peak_mib'] - r['baseline_mib']:.0f} "
-                     f"| {r['peak_mib']:.0f} | {r['step_ms']:.1f} |")
+                     f"| {r['peak_mib']:.0f} | {r['step_ms']:.1f} | {load} |")
     summary = []
     for network in NETWORKS:
         for reversible in (False, True):
@@ -136,6 +137,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="two small depths per network")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--report-only", action="store_true", help="rewrite the table from the last results")
+    parser.add_argument("--only", choices=NETWORKS, help="measure one network; keep the other's last rows")
     args = parser.parse_args(argv)
     if args.report_only:
         with open(os.path.join(OUT, "reversible_memory.json")) as f:
@@ -147,20 +149,33 @@ def main(argv=None):
         return
     from tqdm import tqdm
 
-    configs = [(n, d, r) for n, spec in NETWORKS.items() for d in spec["quick" if args.quick else "depths"]
+    networks = [args.only] if args.only else list(NETWORKS)
+    configs = [(n, d, r) for n in networks for d in NETWORKS[n]["quick" if args.quick else "depths"]
                for r in (False, True)]
     rows = [run_fresh(*c) for c in tqdm(configs, desc="reversible memory")]
+    if args.only:  # keep the other network's rows, in the table's order
+        with open(os.path.join(OUT, "reversible_memory.json")) as f:
+            saved = json.load(f)
+        kept = [{"load_1min": saved["load_average"][0], **r} for r in saved["rows"] if r["network"] != args.only]
+        rows = sorted(kept + rows, key=lambda r: list(NETWORKS).index(r["network"]))
     _write(rows, os.getloadavg())
+
+
+def _write_atomic(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 def _write(rows, load_average):
     os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "reversible_memory.json"), "w") as f:
-        json.dump({"rows": rows, "load_average": list(load_average)}, f, indent=2)
-    text = report(rows) + (f"\nLoad average (1, 5, 15 min) when the run ended: {', '.join(f'{v:.1f}' for v in load_average)} "
-                           "on 2 cores: step times are inflated and noisy; the memory figures are not affected.\n")
-    with open(os.path.join(OUT, "reversible_memory.md"), "w") as f:
-        f.write(text)
+    _write_atomic(os.path.join(OUT, "reversible_memory.json"),
+                  json.dumps({"rows": rows, "load_average": list(load_average)}, indent=2))
+    text = report(rows) + (f"\nLoad average (1, 5, 15 min) when the last run ended: "
+                           f"{', '.join(f'{v:.1f}' for v in load_average)}; the load column is per row (when a "
+                           "row's network was measured). On 2 cores a load above 2 inflates step times; the memory "
+                           "figures are not affected.\n")
+    _write_atomic(os.path.join(OUT, "reversible_memory.md"), text)
     plot(rows, os.path.join(OUT, "reversible_memory.png"))
     print(text)
 

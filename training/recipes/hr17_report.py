@@ -156,7 +156,7 @@ def main(argv=None):
     for rerun in ("hr17_toy3", "hr17_toy5", "hr17_toy6"):
         toy.update(_load(os.path.join(args.runs, rerun, "*", "*", "results.json")))
     fm = _load(os.path.join(args.runs, "hr17_fashion_mnist", "*", "results.json"))
-    for rerun in ("hr17_fashion_mnist2", "hr17_fashion_mnist3"):
+    for rerun in ("hr17_fashion_mnist2", "hr17_fashion_mnist3", "hr17_fashion_mnist4"):
         fm.update(_load(os.path.join(args.runs, rerun, "*", "results.json")))
     results_dir = os.path.join(args.docs, "results")
     os.makedirs(results_dir, exist_ok=True)

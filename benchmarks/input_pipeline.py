@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import zoo  # noqa: E402
+from training.atomic_files import write_text  # noqa: E402
 from training.data.fashion_mnist import load_fashion_mnist  # noqa: E402
 from training.data.pipeline import make_pipeline, random_flip_and_shift  # noqa: E402
 
@@ -137,16 +138,9 @@ def write_outputs(results, out=OUT):
         f"consume; `model.fit` takes at most {worst:.3f}x the bare step "
         f"({'within' if worst <= 1.10 else 'outside'} the 10% bound).",
     ])
-    _atomic_write(os.path.join(out, "input_pipeline.md"), text + "\n")
-    _atomic_write(os.path.join(out, "input_pipeline.json"), json.dumps(results, indent=2) + "\n")
+    write_text(os.path.join(out, "input_pipeline.md"), text + "\n")
+    write_text(os.path.join(out, "input_pipeline.json"), json.dumps(results, indent=2) + "\n")
     _plot(results, os.path.join(out, "input_pipeline.png"))
-
-
-def _atomic_write(path, text):
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _plot(results, path):

@@ -11,16 +11,13 @@ import glob
 import json
 import tempfile
 
-__all__ = ["CONV_OPS", "OpProfile", "tensorflow_profile", "torch_profile"]
-
-# Operator types that are convolutions: TensorFlow's oneDNN kernels (`_MklNativeConv2D*`),
-# its Eigen fallbacks (`Conv2D*`, `DepthwiseConv2dNative*`) and PyTorch's (`aten::*conv*`,
-# `aten::mkldnn_convolution`, `aten::convolution_backward`).
-CONV_OPS = ("conv",)
+__all__ = ["OpProfile", "is_conv", "tensorflow_profile", "torch_profile"]
 
 
 def is_conv(op_type):
-    return any(key in op_type.lower() for key in CONV_OPS)
+    """TensorFlow's oneDNN (`_MklNativeConv2D*`) and Eigen (`Conv2D*`) convolutions, PyTorch's
+    (`aten::mkldnn_convolution`, `aten::convolution_backward`, ...)."""
+    return "conv" in op_type.lower()
 
 
 OpProfile = collections.namedtuple("OpProfile", "ms_per_step conv_ms_per_step top")

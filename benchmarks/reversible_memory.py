@@ -161,21 +161,16 @@ def main(argv=None):
     _write(rows, os.getloadavg())
 
 
-def _write_atomic(path, text):
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-
 def _write(rows, load_average):
     os.makedirs(OUT, exist_ok=True)
-    _write_atomic(os.path.join(OUT, "reversible_memory.json"),
-                  json.dumps({"rows": rows, "load_average": list(load_average)}, indent=2))
+    from training.atomic_files import write_json, write_text
+
+    write_json(os.path.join(OUT, "reversible_memory.json"), {"rows": rows, "load_average": list(load_average)})
     text = report(rows) + (f"\nLoad average (1, 5, 15 min) when the last run ended: "
                            f"{', '.join(f'{v:.1f}' for v in load_average)}; the load column is per row (when a "
                            "row's network was measured). On 2 cores a load above 2 inflates step times; the memory "
                            "figures are not affected.\n")
-    _write_atomic(os.path.join(OUT, "reversible_memory.md"), text)
+    write_text(os.path.join(OUT, "reversible_memory.md"), text)
     plot(rows, os.path.join(OUT, "reversible_memory.png"))
     print(text)
 

@@ -61,6 +61,7 @@ import tensorflow as tf  # noqa: E402
 import torch  # noqa: E402
 
 import zoo  # noqa: E402
+from training.atomic_files import write_text  # noqa: E402
 from benchmarks.op_profiles import is_conv, tensorflow_profile, torch_profile  # noqa: E402
 from benchmarks.peers import torch_models as peers  # noqa: E402
 
@@ -294,11 +295,8 @@ def compare(spec, mode="full", history=None, compile_torch=None):
     result = dict(spec, params=peers.count_params(module), zoo=zoo_result, torch_eager=eager)
     if spec["group"] != "dense":
         # What bounds a conv network: each framework's own convolution kernels inside the step.
-        torch.set_num_threads(THREADS[0])
-        zoo_ops, torch_ops = tensorflow_profile(zoo_step), torch_profile(eager_fn)
-        result["op_profile"] = {"zoo": zoo_ops._asdict(), "torch_eager": torch_ops._asdict(),
-                                "torch_threads": THREADS[0]}
-        result["torch_conv_share"] = torch_ops.conv_ms_per_step / torch_ops.ms_per_step
+        result["op_profile"] = {"zoo": tensorflow_profile(zoo_step)._asdict(),
+                                "torch_eager": torch_profile(eager_fn)._asdict(), "torch_threads": THREADS[0]}
 
     reason = compile_reason_to_skip(spec, history, compile_torch)
     if reason is None:
@@ -400,7 +398,7 @@ def acceptance(results):
         lines.append(f"- Conv networks at least 1.5x faster than PyTorch eager: {verdict}; "
                      + ", ".join(f"{r['label']}: x{speedup(r):.2f}" for r in convs) + ".")
         for r in slow:
-            lines.append(f"  - {r['label']}: " + (_conv_bound(r) if "op_profile" in r else _conv_share_bound(r)))
+            lines.append(f"  - {r['label']}: " + _conv_bound(r))
     return lines
 
 
@@ -435,14 +433,6 @@ def _conv_bound(r):
             f"op, each of those streams the whole activation through memory; the largest, in ms of operator time per "
             f"step: {others}. Fusing them is what XLA does, and XLA's CPU convolutions are far slower (see the "
             f"depth-scaling table below), which is why the jit policy keeps conv nets off XLA on CPU.")
-
-
-def _conv_share_bound(r):
-    """The older bound (records without op profiles): PyTorch's convolution share alone."""
-    share = r["torch_conv_share"]
-    return (f"convolutions are {100 * share:.0f}% of the PyTorch step's operator time (oneDNN kernels, which "
-            f"TensorFlow calls too), so a framework running the same kernels at no other cost would be at most "
-            f"x{1 / share:.1f} faster.")
 
 
 def notes(results):
@@ -569,13 +559,6 @@ def machine():
             "torch": torch.__version__, "torch_threads": THREADS, "python": platform.python_version()}
 
 
-def _write_atomic(path, text):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _merge(path, results, groups):
     """Results of the groups not rerun, from the last record at `path` (for `--only`)."""
     if not os.path.exists(path):
@@ -632,9 +615,9 @@ def main(argv=None):
         record = run(groups, mode)
         os.makedirs(OUT, exist_ok=True)
         record["results"] = _merge(stem + ".json", record["results"], groups)
-        _write_atomic(stem + ".json", json.dumps(record, indent=1))
+        write_text(stem + ".json", json.dumps(record, indent=1))
     text = render(record)
-    _write_atomic(stem + ".md", text)
+    write_text(stem + ".md", text)
     plot(record["results"], stem + ".png")
     print(text)
 

@@ -116,7 +116,7 @@ def test_operator_profiles_find_each_frameworks_convolutions():
         assert 0 < ops.conv_ms_per_step < ops.ms_per_step
         assert "IDLE" not in ops.top and len(ops.top) <= 8
     assert any("Conv2D" in k for k in tf_ops.top) and any("conv" in k for k in torch_ops.top)
-    result = {"label": "c", "zoo": {"median_ms": 10.0, "jit_compile": False},
+    result = {"label": "c", "task": "train", "zoo": {"median_ms": 10.0, "jit_compile": False},
               "torch_eager": {"1": {"median_ms": 5.0}, "2": {"median_ms": 6.0}},
               "op_profile": {"zoo": tf_ops._asdict(), "torch_eager": torch_ops._asdict()}}
     assert "at most x" in vs_pytorch._conv_bound(result)

@@ -277,17 +277,10 @@ class ReconstructionMonitor(keras.callbacks.Callback):
 
 
 def _atomic_write_json(obj, path):
-    """Write `obj` as JSON to `path` atomically (temp file in the same directory + `os.replace`)."""
-    import json
-    import os
-    import tempfile
+    """Write `obj` as JSON to `path` atomically and durably (fsynced before the rename)."""
+    from training import atomic_files
 
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-        json.dump(obj, f, indent=1, default=float)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f.name, path)
+    atomic_files.write_json(path, obj, indent=1, durable=True)
 
 
 def save_weights_npz(model, path):

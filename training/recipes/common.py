@@ -3,11 +3,11 @@ reliability options (resume, `--fresh`, `--strategy`, numerical guards)."""
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 
 import keras
+
+from training import atomic_files
 
 __all__ = [
     "seed_everything", "prepare_out_dir", "level_callbacks", "write_json", "save_figure",
@@ -34,10 +34,7 @@ def level_callbacks(out_dir, tag):
 
 def write_json(obj, path):
     """Write atomically (temp file + rename), so an interrupted run leaves no half-written file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    with tempfile.NamedTemporaryFile("w", dir=directory, delete=False, suffix=".tmp") as f:
-        json.dump(obj, f, indent=2, default=float)
-    os.replace(f.name, path)
+    atomic_files.write_json(path, obj)
 
 
 def save_figure(fig, path):

@@ -37,6 +37,19 @@ def _load(pattern):
     return out
 
 
+def _width(res):
+    return res["width"] if not res.get("momentum_channels") else f"{res['width']} (z: {res['momentum_channels']})"
+
+
+def _first_full(accs):
+    """The first depth at 100% validation accuracy, or None."""
+    return next((n for n in sorted(accs) if accs[n] >= 1.0), None)
+
+
+def _epochs(res):
+    return " / ".join(str(e) for e in res["epochs_per_level"])
+
+
 def toy_section(results, docs):
     import matplotlib
 
@@ -57,10 +70,8 @@ def toy_section(results, docs):
             res, path = results[(dataset, net)]
             accs = {r["depth"]: r["val_accuracy"] for r in res["levels"]}
             cells = [f"{100 * accs[n]:.1f}" if n in accs else "-" for n in (4, 8, 16, 32, 64, 128, 256, 512, 1024)]
-            first = next((n for n in sorted(accs) if accs[n] >= 1.0), None)
-            width = res["width"] if not res.get("momentum_channels") else f"{res['width']} (z: {res['momentum_channels']})"
-            lines.append(f"| {net} | {width} | " + " | ".join(cells)
-                         + f" | {first or '-'} | {res['grad_ratio_final']:.3g} | {res['seconds'] / 60:.1f} | "
+            lines.append(f"| {net} | {_width(res)} | " + " | ".join(cells)
+                         + f" | {_first_full(accs) or '-'} | {res['grad_ratio_final']:.3g} | {res['seconds'] / 60:.1f} | "
                          + _schedule(res) + " |")
             ax.plot(sorted(accs), [accs[n] for n in sorted(accs)], "-o", label=net)
             fig_name = f"hr17_{dataset}_{net}_decision.png"
@@ -88,11 +99,9 @@ def deploy_section(runs):
     for run in DEPLOY_RUNS:
         for (dataset, net), (res, _) in sorted(_load(os.path.join(runs, run, "*", "*", "results.json")).items()):
             accs = {r["depth"]: r["val_accuracy"] for r in res["levels"]}
-            first = next((n for n in sorted(accs) if accs[n] >= 1.0), None)
-            width = res["width"] if not res.get("momentum_channels") else f"{res['width']} (z: {res['momentum_channels']})"
             per_level = ", ".join(f"N={n}: {100 * a:.2f}" for n, a in sorted(accs.items()))
-            epochs = " / ".join(str(e) for e in res["epochs_per_level"])
-            lines.append(f"| {dataset} | {net} | {width} | `{run}` | {epochs} | {per_level} | {first or '-'} | "
+            lines.append(f"| {dataset} | {net} | {_width(res)} | `{run}` | {_epochs(res)} | {per_level} | "
+                         f"{_first_full(accs) or '-'} | "
                          f"{res['seconds'] / 60:.1f} |")
     return lines + [""]
 
@@ -140,8 +149,7 @@ def fashion_section(results):
             lines.append(f"| {rec['depth']} | {net} | {te:.2f} | {ve:.2f} | {100 * (1 - rec['train_accuracy']):.2f} | "
                          f"{100 * (1 - rec['val_accuracy']):.2f} | {'-' if after is None else f'{100 * (1 - after):.2f}'} |")
         lines.append(f"| test | {net} | - | - | - | test error {100 * (1 - res['test_accuracy_final']):.2f} "
-                     f"({res['n_test']:,} images) | {res['seconds'] / 60:.1f} min, {_schedule(res)}, epochs "
-                     f"{' / '.join(str(e) for e in res['epochs_per_level'])} |")
+                     f"({res['n_test']:,} images) | {res['seconds'] / 60:.1f} min, {_schedule(res)}, epochs {_epochs(res)} |")
     return lines + [""]
 
 
@@ -154,12 +162,15 @@ def budget_section(runs, net="verlet"):
              for (_, name), (res, _) in _load(os.path.join(runs, run, "*", "results.json")).items() if name == net]
     if len(found) < 2:
         return []
+    first, second = found[-1][1]["levels"][:2]
+    drop = 100 * (first["val_accuracy"] - second["val_accuracy_after_prolongation"])
     lines = [f"Every {net} run (TE / VE in % per level; the last one is the row above). Prolongating the "
-             f"{net} from N = 4 (h = 1.5) to 8 costs it about 9 validation points, which two epochs do not win back:", "",
+             f"{net} from N = {first['depth']} to {second['depth']} costs it {drop:.1f} validation points, which two "
+             "epochs do not win back:", "",
              "| run | schedule, epochs | N=4 | N=8 | N=16 | test error |", "|---|---|---|---|---|---|"]
     for run, res in found:
         cells = [f"{100 * (1 - r['train_accuracy']):.2f} / {100 * (1 - r['val_accuracy']):.2f}" for r in res["levels"]]
-        lines.append(f"| `{run}` | {_schedule(res)}, {' / '.join(str(e) for e in res['epochs_per_level'])} | "
+        lines.append(f"| `{run}` | {_schedule(res)}, {_epochs(res)} | "
                      + " | ".join(cells) + f" | {100 * (1 - res['test_accuracy_final']):.2f} |")
     return lines + [""]
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 import keras
 
 from zoo.blocks import ODEBlock
+from zoo.layers import DENSE_CHUNK, ChunkedDense
 from zoo.operators import Parametrization
 
-__all__ = ["ChunkedDense", "FoldedODEBlock", "fold_model", "DENSE_CHUNK"]
+__all__ = ["FoldedODEBlock", "fold_model", "chunked_copy", "DENSE_CHUNK"]
 
 
 @keras.saving.register_keras_serializable(package="stable_zoo")
@@ -102,65 +103,15 @@ class FoldedODEBlock(ODEBlock):
         return config
 
 
-DENSE_CHUNK = 512
-
-
-@keras.saving.register_keras_serializable(package="stable_zoo")
-class ChunkedDense(keras.layers.Layer):
-    """A frozen `Dense` whose dot products are split into chunks of at most `chunk` inputs, summed pairwise.
-
-    Why: XNNPack, LiteRT's default CPU delegate, accumulates a fully connected layer's dot
-    product in one float32 running sum. For the Haber-Ruthotto MNIST heads (4,704 inputs) that
-    alone put LiteRT 1.6e-5 to 4.2e-5 away from Keras on the logits, while LiteRT's builtin
-    kernels stay at 7.6e-6. Measured on a random 4,704 x 10 product against float64: one
-    product 1.2e-5, chunks of 588 summed pairwise 2.9e-6, TensorFlow's matmul 2.7e-6.
-    Build it with `ChunkedDense.from_dense(layer)`.
-    """
-
-    def __init__(self, units, chunk=DENSE_CHUNK, activation=None, use_bias=True, **kwargs):
-        super().__init__(**kwargs)
-        self.units = int(units)
-        self.chunk = int(chunk)
-        self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
-        self._pending_values = None
-
-    @classmethod
-    def from_dense(cls, layer, chunk=DENSE_CHUNK):
-        config = layer.get_config()
-        chunked = cls(config["units"], chunk=chunk, activation=config["activation"],
-                      use_bias=config["use_bias"], name=layer.name, dtype=layer.dtype_policy)
-        chunked._pending_values = [keras.ops.convert_to_numpy(w) for w in layer.weights]
-        return chunked
-
-    def build(self, input_shape):
-        inputs = int(input_shape[-1])
-        self.kernel = self.add_weight(name="kernel", shape=(inputs, self.units), trainable=False)
-        self.bias = (self.add_weight(name="bias", shape=(self.units,), initializer="zeros", trainable=False)
-                     if self.use_bias else None)
-        pieces = -(-inputs // self.chunk)  # equal chunks, none longer than `chunk`
-        self._bounds = [(i * inputs // pieces, (i + 1) * inputs // pieces) for i in range(pieces)]
-        if self._pending_values is not None:
-            for variable, value in zip(self.weights, self._pending_values):
-                variable.assign(value)
-            self._pending_values = None
-
-    def call(self, inputs):
-        parts = [keras.ops.matmul(inputs[..., a:b], self.kernel[a:b]) for a, b in self._bounds]
-        while len(parts) > 1:  # pairwise: the round-off grows with log2(pieces), not with pieces
-            parts = [sum(parts[i:i + 2]) for i in range(0, len(parts), 2)]
-        outputs = parts[0] if self.bias is None else parts[0] + self.bias
-        return self.activation(outputs)
-
-    def compute_output_shape(self, input_shape):
-        return (*input_shape[:-1], self.units)
-
-    def get_config(self):
-        return {**super().get_config(), "units": self.units, "chunk": self.chunk,
-                "activation": keras.activations.serialize(self.activation), "use_bias": self.use_bias}
-
-
 UNROLL_MAX_STEPS = 64
+
+
+def chunked_copy(layer, chunk=DENSE_CHUNK):
+    """A frozen `ChunkedDense` with the weights of the built `Dense` `layer`."""
+    chunked = ChunkedDense.from_config({**layer.get_config(), "chunk": chunk, "trainable": False})
+    chunked.build((None, int(layer.kernel.shape[0])))
+    chunked.set_weights(layer.get_weights())
+    return chunked
 
 
 def fold_model(model, unroll_max_steps=UNROLL_MAX_STEPS, dense_chunk=None):
@@ -168,8 +119,9 @@ def fold_model(model, unroll_max_steps=UNROLL_MAX_STEPS, dense_chunk=None):
 
     Blocks of at most `unroll_max_steps` steps are unrolled; deeper ones keep a loop (tf2onnx
     took 226 s to convert an unrolled N = 1,024 dense block, and the graph has 10k nodes).
-    With `dense_chunk`, every `Dense` with more inputs becomes a `ChunkedDense` (for runtimes
-    that sum long dot products sequentially; see `ChunkedDense`).
+    With `dense_chunk`, every plain `Dense` with more inputs becomes a `ChunkedDense`: XNNPack,
+    LiteRT's default CPU delegate, sums a fully connected layer's dot product in one float32
+    running sum (see `zoo.layers.ChunkedDense`). The zoo's own wide heads already are.
     Raises ValueError for a model that has not been built (no weights to fold).
     """
     if not model.built:
@@ -180,7 +132,7 @@ def fold_model(model, unroll_max_steps=UNROLL_MAX_STEPS, dense_chunk=None):
             return FoldedODEBlock.from_block(layer, unroll=layer.depth <= unroll_max_steps)
         if (dense_chunk and type(layer) is keras.layers.Dense
                 and int(layer.kernel.shape[0]) > dense_chunk):
-            return ChunkedDense.from_dense(layer, chunk=dense_chunk)
+            return chunked_copy(layer, dense_chunk)
         return layer
 
     folded = keras.models.clone_model(model, clone_function=clone)

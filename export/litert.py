@@ -5,7 +5,7 @@
     export_litert(model, "model_int8.tflite", representative=images)   # int8 weights and activations
 
 Converted from a SavedModel of the folded model (`export.fold`, with wide dense layers split
-into pairwise-summed chunks, see `export.fold.ChunkedDense`): TFLiteConverter.from_keras_model
+into chunks summed separately, see `zoo.layers.ChunkedDense`): TFLiteConverter.from_keras_model
 does not work with Keras 3 (keras-team/keras#18430), and Keras' own LiteRT export allows Flex
 (SELECT_TF_OPS) ops, which need the Flex delegate on the device. Here only `TFLITE_BUILTINS`
 (plus their int8 versions) are allowed, so an unsupported op fails the export instead of

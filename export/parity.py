@@ -50,10 +50,9 @@ def float32_error(model, architecture, config, inputs, batch_sizes=BATCH_SIZES):
 
     Exact means a float64 copy of the model. This is the floor under any parity figure: two
     float32 implementations can only be expected to agree as well as each agrees with the exact
-    result, and Keras' own error depends on the batch. TensorFlow's matmul at batch 1 is a
-    matrix-vector product summed in one running sum: on the H&R heads (4,704 inputs) Keras'
-    batch-1 logits are 2e-5 from exact, its batch-32 logits 3.7e-6. Trained networks with large
-    logits or expansive steps amplify round-off too: TensorFlow's and ONNX Runtime's float32
+    result, and Keras' own error can depend on the batch (TensorFlow's batch-1 matmul sums in one
+    running sum, which is why wide heads are `zoo.layers.ChunkedDense`). Trained networks with
+    large logits or expansive steps amplify round-off: TensorFlow's and ONNX Runtime's float32
     `tanh` differ by up to 6 ulps, which a 2-D ResNet at h = 2.5 turns into 3.5e-5 on logits
     whose float32 error in Keras is already 1.0e-5.
     """

@@ -35,11 +35,12 @@ def test_report_renders_table_and_figures(tmp_path):
     def row(artefact, size, ms, accuracy, rss_mb):
         return {"artefact": artefact, "kind": "x", "path": artefact, "bytes": size, "accuracy": accuracy,
                 "latency_ms": {"1": {"p50": ms, "p99": 2 * ms}, "32": {"p50": 10 * ms, "p99": 20 * ms}},
-                "max_abs_logit_diff": 1e-5, "memory": {"peak_rss_kib": rss_mb * 1024}}
+                "max_abs_logit_diff": {"1": 2e-5 if artefact == "onnx_fp32" else 1e-6, "32": 3e-6},
+                "memory": {"peak_rss_kib": rss_mb * 1024}}
 
     record = {"name": "rh18_parabolic_fashion_mnist", "date": "2026-01-01T00:00:00", "dataset": "fashion_mnist",
               "split": "test", "num_examples": 500, "card_accuracy": 0.91, "errors": {"litert_int8": "boom"},
-              "settings": {"limit": 500},
+              "settings": {"limit": 500}, "keras_float32_error": {"1": 1.5e-5, "32": 2e-6},
               "machine": {"cpu": "Test CPU", "cores": 2, "load_average_start": 1.0, "load_average_end": 3.0,
                           "versions": {"onnxruntime": "1.0"}},
               "rows": [row("keras", 600_000, 9.0, 0.91, 700), row("saved_model", 900_000, 6.0, 0.91, 600),
@@ -54,5 +55,9 @@ def test_report_renders_table_and_figures(tmp_path):
     assert "-1.50 points (**does not hold**)" in text  # (b) accuracy drop beyond 1 point
     assert "60 MB vs 600 MB (10%) (holds)" in text  # (c)
     assert "`litert_int8` failed: boom" in text
+    # (d) per batch size, the worst artefact; a miss names Keras' own float32 error at that batch
+    assert ("2.0e-05 / 3.0e-06 (batch 1 / 32) (**does not hold**); Keras float32 itself is 1.5e-05 "
+            "from the float64 result at batch 1") in text
+    assert "| 50 | 89.50% | 1.0e-06 / 3.0e-06 |" in text
     for figure in ("deployment_latency.png", "deployment_size.png"):
         assert os.path.getsize(tmp_path / "docs" / "figures" / figure) > 1000

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import zoo
-from export.fold import ChunkedDense, FoldedODEBlock, fold_model
+from export.fold import FoldedODEBlock, fold_model
 from export.onnx import weight_computing_ops, export_onnx, onnx_op_counts
 from export.parity import BATCH_SIZES, PARITY_ATOL, float32_error, folded_antisymmetry, logits_parity
 from export.runtime import load_predictor, validate_batch
 from export.saved_model import export_saved_model, serving_signature
 from tests.markers import needs_fashion_mnist
+from zoo.layers import ChunkedDense
 
 pytestmark = pytest.mark.export
 
@@ -50,32 +51,21 @@ def _random_model(name, overrides, seed=1):
     return model
 
 
-def test_chunked_dense_equals_dense_and_round_trips():
+def test_fold_model_chunks_only_plain_wide_dense_layers():
     import keras
 
-    dense = keras.layers.Dense(10, activation="softmax")
+    inputs = keras.Input((1500,))
+    wide = keras.layers.Dense(10, name="wide")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="narrow")(wide))
     x = np.random.default_rng(0).standard_normal((4, 1500)).astype("float32")
-    expected = np.asarray(dense(x))
-    chunked = ChunkedDense.from_dense(dense, chunk=512)
-    np.testing.assert_allclose(chunked(x), expected, rtol=1e-6, atol=1e-7)
-    assert [b - a for a, b in chunked._bounds] == [500, 500, 500]  # equal, none above 512
-    assert not chunked.trainable_weights
-    clone = ChunkedDense.from_config(chunked.get_config())
-    clone.build(x.shape)
-    clone.set_weights(chunked.get_weights())
-    np.testing.assert_allclose(clone(x), expected, rtol=1e-6, atol=1e-7)
-
-
-def test_fold_model_chunks_only_wide_dense_layers():
-    model = _random_model("hr17_resnet_conv", dict(depth=2))  # head: 28 x 28 x 6 = 4,704 inputs
-    x = _inputs(model, 4)
-    plain = fold_model(model)
     chunked = fold_model(model, dense_chunk=512)
-    assert not any(isinstance(layer, ChunkedDense) for layer in plain.layers)
-    (head,) = [layer for layer in chunked.layers if isinstance(layer, ChunkedDense)]
-    assert len(head._bounds) == 10
-    np.testing.assert_allclose(chunked(x), model(x), rtol=0, atol=_tolerance(model(x)))
+    assert [type(layer).__name__ for layer in chunked.layers[1:]] == ["ChunkedDense", "Dense"]
+    assert chunked.get_layer("wide").chunk == 512 and not chunked.get_layer("wide").trainable_weights
+    np.testing.assert_allclose(chunked(x), model(x), rtol=1e-6, atol=1e-6)
     assert not any(isinstance(layer, ChunkedDense) for layer in fold_model(model, dense_chunk=10_000).layers)
+    # The zoo's wide heads already are ChunkedDense: folding keeps them as they are.
+    conv = _random_model("hr17_resnet_conv", dict(depth=2))  # head: 28 x 28 x 6 = 4,704 inputs
+    assert fold_model(conv, dense_chunk=512).get_layer("predictions") is conv.get_layer("predictions")
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_MODELS))

@@ -57,6 +57,7 @@ def export_onnx(model, path, opset=OPSET, overwrite=False, fold=True):
             )
         _name_outputs(proto, OUTPUT_NAMES)
         shorten_names(proto)
+        drop_default_attributes(proto)
         import onnx
 
         onnx.save(proto, tmp)
@@ -116,7 +117,7 @@ def shorten_names(proto):
         for info in list(graph.value_info) + [i for i in graph.input] + [o for o in graph.output]:
             info.name = short(info.name)
         for index, node in enumerate(graph.node):
-            node.name = f"{node.op_type}_{index}" if graph is proto.graph else node.name
+            node.name = f"n{index}" if graph is proto.graph else node.name
             node.input[:] = [short(i) for i in node.input]
             node.output[:] = [short(o) for o in node.output]
             for attr in node.attribute:
@@ -124,6 +125,33 @@ def shorten_names(proto):
                     visit(attr.g)
 
     visit(proto.graph)
+
+
+def drop_default_attributes(proto):
+    """Remove node attributes equal to the default their operator schema declares (`group = 1`,
+    `auto_pad = "NOTSET"` of a convolution, ...): tf2onnx and ONNX Runtime's
+    quantiser spell them out on every node, a visible share of a quantised file, whose weights
+    take a quarter of the bytes."""
+    import onnx
+    from onnx import defs, helper
+
+    opset = {o.domain: o.version for o in proto.opset_import}
+    for graph in iter_graphs(proto.graph):
+        for node in graph.node:
+            try:
+                schema = defs.get_schema(node.op_type, opset.get(node.domain, 1), node.domain)
+            except defs.SchemaError:
+                continue
+            kept = []
+            for attr in node.attribute:
+                default = schema.attributes.get(attr.name)
+                default = default.default_value if default is not None else None
+                if (default is None or not default.name or attr.type == onnx.AttributeProto.GRAPH
+                        or helper.get_attribute_value(attr) != helper.get_attribute_value(default)):
+                    kept.append(attr)
+            if len(kept) < len(node.attribute):
+                del node.attribute[:]
+                node.attribute.extend(kept)
 
 
 def check_onnx(path):

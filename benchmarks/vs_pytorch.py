@@ -74,7 +74,7 @@ MIN_REPEATS = 3
 
 # warm-up steps, timed steps, and the seconds after which a variant stops at MIN_REPEATS steps
 SETTINGS = {
-    "full": {"dense": dict(warmup=3, repeats=20, budget_s=6.0),
+    "full": {"dense": dict(warmup=3, repeats=20, budget_s=6.0, min_seconds=1.5),
              "image": dict(warmup=2, repeats=10, budget_s=10.0),
              "depths": (16, 64, 256, 1024), "widths": (2, 8), "compile": True},
     "quick": {"dense": dict(warmup=1, repeats=3, budget_s=2.0),
@@ -162,11 +162,13 @@ def time_limit(seconds):
         signal.signal(signal.SIGALRM, previous)
 
 
-def time_calls(fn, warmup, repeats, budget_s, min_repeats=MIN_REPEATS, first_limit_s=None):
+def time_calls(fn, warmup, repeats, budget_s, min_repeats=MIN_REPEATS, first_limit_s=None, min_seconds=0.0):
     """Wall-clock times of `fn()`: the first call alone (tracing, compiling; interrupted after
     `first_limit_s`), then untimed warm-up calls and timed calls. So that a pathologically slow
     variant cannot eat the run, warm-up stops after `budget_s / 4` and the timed calls after
     `budget_s` (both counted from the end of the first call), but at least `min_repeats` are timed.
+    Fast steps are timed for at least `min_seconds` (more than `repeats` calls): 20 steps of a
+    few milliseconds sample the shared machine for a tenth of a second, and its speed drifts.
     """
     start = time.perf_counter()
     with time_limit(first_limit_s):
@@ -178,14 +180,15 @@ def time_calls(fn, warmup, repeats, budget_s, min_repeats=MIN_REPEATS, first_lim
         if time.perf_counter() > warm_deadline:
             break
         fn()
-    times = []
-    while len(times) < repeats and (len(times) < min_repeats or time.perf_counter() < deadline):
+    times, timed_from = [], time.perf_counter()
+    while ((len(times) < repeats or time.perf_counter() - timed_from < min_seconds)
+           and (len(times) < min_repeats or time.perf_counter() < deadline)):
         start = time.perf_counter()
         fn()
         times.append(1e3 * (time.perf_counter() - start))
     p10, p50, p90 = np.percentile(times, [10, 50, 90])
     return {"first_s": first_s, "median_ms": float(p50), "p10_ms": float(p10), "p90_ms": float(p90),
-            "steps": len(times), "times_ms": times}
+            "steps": len(times)}
 
 
 def predicted(history, key, depth, field):

@@ -29,9 +29,8 @@ __all__ = ["fold_steps", "fold_steps_reversible"]
 
 # Steps per loop iteration of the adjoint fold. Tiny dense steps are bound by the loop's
 # per-iteration work (condition, slicing, stacking, a thread hand-off), so running a few steps per
-# iteration saved 2-16% of a training step (N = 256 and 1,024, widths 2 and 8) at 0.4-1.1 s more
-# compile time. The adjoint then stores every 4th state only (a dense Verlet block, N = 1,024,
-# width 64, batch 512: 303 MiB of step memory against 549) and recomputes each group.
+# iteration saved 2-16% of a training step (N = 256 and 1,024, widths 2 and 8) at 0.4-0.6 s more
+# compile time; the adjoint then also stores every 4th state only and recomputes the group.
 STEPS_PER_ITERATION = 4
 
 

@@ -138,24 +138,6 @@ def test_incompatible_axes_raise():
         SingleLayer(bias="matrix")
 
 
-def test_adjoint_groups_steps_by_the_largest_divisor_of_n():
-    import tensorflow as tf
-
-    from zoo.depth_loop import _grouped
-
-    def step(state, w):
-        return (state[0] * w["a"],)
-
-    for n, k, expected in ((8, 4, 4), (6, 4, 3), (7, 4, 1), (8, 1, 1)):
-        weights = {"a": tf.range(1.0, n + 1.0)}
-        group_step, grouped = _grouped(step, weights, k)
-        assert grouped["a"].shape[0] * expected == n and (expected == 1) == (group_step is step)
-        state = (tf.constant(1.0),)
-        for j in range(n // expected):
-            state = group_step(state, {"a": grouped["a"][j]})
-        assert float(state[0]) == float(np.prod(np.arange(1, n + 1)))
-
-
 def test_depth_loop_gradient_matches_unrolled_autodiff(rng):
     """The adjoint-method gradient of the depth loop equals plain autodiff of an unrolled loop."""
     import tensorflow as tf
@@ -203,10 +185,8 @@ def test_depth_loop_gradients_agree_and_image_states_use_tensorflows_own(shape, 
         return tape.gradient(loss, [x, weights["a"]])
 
     adjoint, own = gradients(recompute=True), gradients(recompute=False)
-    one_per_iteration = gradients(recompute=True, steps_per_iteration=1)
-    for a, b, c in zip(adjoint, own, one_per_iteration):
+    for a, b in zip(adjoint, own):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(c, b, rtol=1e-12, atol=1e-12)
     used = []
     real = depth_loop._fold_with_adjoint
     monkeypatch.setattr(depth_loop, "_fold_with_adjoint", lambda *a: used.append(1) or real(*a))

@@ -7,9 +7,8 @@ block train in milliseconds (DESIGN.md section 3).
 
 For vector states (dense steps) the gradient of the TF fold is written as the discrete adjoint
 method (Haber & Ruthotto 2017, Sec. 4.4: back-propagation "is nothing but a particular
-implementation of the adjoint method"): the forward pass stores the states, the backward pass
-runs the steps in reverse and takes each step's vector-Jacobian product with a local tape. It
-runs `STEPS_PER_ITERATION` steps per loop iteration, storing the state entering each group.
+implementation of the adjoint method"): the forward pass stores the `N` states, the backward
+pass runs the steps in reverse and takes each step's vector-Jacobian product with a local tape.
 It is the exact gradient of the discrete network, and measured 2x faster than TF's generic
 while-loop gradient under XLA (N = 1024, width 2: 7.2 ms vs 14.3 ms a step on 2 cores), whose
 per-iteration accumulators dominate for tiny steps. For image states (a convolution per step)
@@ -27,24 +26,14 @@ from keras import ops
 __all__ = ["fold_steps", "fold_steps_reversible"]
 
 
-# Steps per loop iteration of the adjoint fold. Tiny dense steps are bound by the loop's
-# per-iteration work (condition, slicing, stacking, a thread hand-off), so running a few steps per
-# iteration saved 2-16% of a training step (N = 256 and 1,024, widths 2 and 8) at 0.4-0.6 s more
-# compile time; the adjoint then also stores every 4th state only and recomputes the group.
-STEPS_PER_ITERATION = 4
-
-
-def fold_steps(step, state, weights, return_states=False, reverse=False, recompute=None,
-               steps_per_iteration=None):
+def fold_steps(step, state, weights, return_states=False, reverse=False, recompute=None):
     """Apply `state = step(state, weights_j)` for j = 0..N-1 (N-1..0 if `reverse`).
 
     `state` is a tuple of tensors and `weights` a dict of `(N, ...)` tensors. Returns the final
     state, or `(final_state, states)` where `states` stacks the state after each step along a
     new leading axis (in loop order). `recompute` picks the TensorFlow gradient of the forward
     fold: the adjoint that recomputes each step (True) or TF's own (False); None: the adjoint
-    for vector states, TF's own for image states (see the module docstring). The adjoint runs
-    `steps_per_iteration` steps per loop iteration (the largest divisor of N up to it; None:
-    `STEPS_PER_ITERATION`).
+    for vector states, TF's own for image states (see the module docstring).
     """
     if keras.backend.backend() != "tensorflow":
         def body(carry, weights_j):
@@ -66,29 +55,7 @@ def fold_steps(step, state, weights, return_states=False, reverse=False, recompu
         recompute = all(len(s.shape) <= 2 for s in tf.nest.flatten(state))
     if not recompute:
         return tf.foldl(step, weights, initializer=state)
-    group_step, grouped_weights = _grouped(step, weights, steps_per_iteration or STEPS_PER_ITERATION)
-    return _fold_with_adjoint(group_step, state, grouped_weights)
-
-
-def _grouped(step, weights, steps_per_iteration):
-    """`(step, weights)` regrouped to run `k` steps per call, `k` the largest divisor of N up to
-    `steps_per_iteration`: weights `(N, ...) -> (N / k, k, ...)`."""
-    import tensorflow as tf
-
-    num_steps = tf.nest.flatten(weights)[0].shape[0]
-    if num_steps is None:
-        return step, weights
-    k = max(d for d in range(1, max(1, int(steps_per_iteration)) + 1) if num_steps % d == 0)
-    if k == 1:
-        return step, weights
-
-    def group_step(state, weights_group):
-        for i in range(k):
-            state = step(state, tf.nest.map_structure(lambda w: w[i], weights_group))
-        return state
-
-    return group_step, tf.nest.map_structure(
-        lambda w: tf.reshape(w, (num_steps // k, k, *w.shape[1:])), weights)
+    return _fold_with_adjoint(step, state, weights)
 
 
 def _flatten(state, weights):

@@ -207,9 +207,8 @@ def measure(artefact, fn, x, y, reference, warmup, repeats):
 
 
 def logit_diffs(row):
-    """`{batch size: max |Δ logits|}` of a row; records before batch 1 was measured hold batch 32 only."""
-    diff = row["max_abs_logit_diff"]
-    return {int(b): v for b, v in diff.items()} if isinstance(diff, dict) else {32: diff}
+    """`{batch size: max |Δ logits|}` of a row (JSON keys are strings)."""
+    return {int(b): v for b, v in row["max_abs_logit_diff"].items()}
 
 
 def bench_model(name, out="runs/bench", limit=None, warmup=10, repeats=(100, 30)):
@@ -308,8 +307,7 @@ def summaries(records):
         diffs = [logit_diffs(rows[a]) for a in ("saved_model", "onnx_fp32", "litert_fp32") if a in rows]
         if diffs:
             worst = {b: max(d[b] for d in diffs if b in d) for b in sorted({b for d in diffs for b in d})}
-            own = record.get("keras_float32_error") or {}
-            own = {int(b): v for b, v in own.items()} if isinstance(own, dict) else {32: own}
+            own = {int(b): v for b, v in record.get("keras_float32_error", {}).items()}
             over = [b for b, v in worst.items() if v > 1e-5]
             note = "".join(f"; Keras float32 itself is {own[b]:.1e} from the float64 result at batch {b}"
                            for b in over if b in own)

@@ -101,8 +101,6 @@ def _name_outputs(proto, names):
 def shorten_names(proto):
     """Short tensor and node names (`t12`, `n12`): tf2onnx's are TF scopes of 50+ characters,
     and a quantised graph repeats each several times (QDQ pairs), a third of its file size."""
-    import onnx
-
     keep = {i.name for i in proto.graph.input} | {o.name for o in proto.graph.output} | {""}
     names = {}
 
@@ -111,7 +109,7 @@ def shorten_names(proto):
             return name
         return names.setdefault(name, f"t{len(names)}")
 
-    def visit(graph):
+    for graph in iter_graphs(proto.graph):
         for init in graph.initializer:
             init.name = short(init.name)
         for info in list(graph.value_info) + [i for i in graph.input] + [o for o in graph.output]:
@@ -120,11 +118,6 @@ def shorten_names(proto):
             node.name = f"n{index}" if graph is proto.graph else node.name
             node.input[:] = [short(i) for i in node.input]
             node.output[:] = [short(o) for o in node.output]
-            for attr in node.attribute:
-                if attr.type == onnx.AttributeProto.GRAPH:
-                    visit(attr.g)
-
-    visit(proto.graph)
 
 
 def drop_default_attributes(proto):

@@ -80,8 +80,6 @@ def quantize_onnx_int8(fp32_path, path, calibration, batch_size=50, per_channel=
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
             op_types_to_quantize=list(op_types) if op_types else None,
         )
-        import onnx
-
         from export.onnx import drop_default_attributes, shorten_names
 
         quantized = onnx.load(out)

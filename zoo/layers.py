@@ -96,9 +96,13 @@ class ChunkedDense(keras.layers.Dense):
             raise ValueError(f"`chunk` must be >= 1; Received: chunk={chunk!r}")
         self.chunk = int(chunk)
 
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._layout = chunk_layout(int(input_shape[-1]), self.chunk)
+
     def call(self, inputs, training=None):
         inputs_width = int(inputs.shape[-1])
-        pieces, length = chunk_layout(inputs_width, self.chunk)
+        pieces, length = self._layout
         kernel, x = self.kernel, ops.reshape(inputs, (-1, inputs_width))
         extra = pieces * length - inputs_width
         if extra:

@@ -37,8 +37,13 @@ def export_litert(model, path, representative=None, overwrite=False, num_calibra
     from export.saved_model import export_saved_model
 
     with tempfile.TemporaryDirectory() as tmp:
-        # Chunked heads: XNNPack's fully connected kernel sums long dot products sequentially.
-        saved = export_saved_model(fold_model(model, dense_chunk=DENSE_CHUNK), tmp, "folded", 1)
+        # Chunked heads: XNNPack's fully connected kernel sums long dot products sequentially;
+        # separate dense biases: it would start each dot product from a fused one. Both rounding
+        # fixes are for float32: int8 quantises every op, and a tanh spelled out in 20 int8 ops
+        # would lose what the single int8 TANH keeps.
+        float32 = representative is None
+        folded = fold_model(model, dense_chunk=DENSE_CHUNK, tensorflow_tanh=float32, separate_dense_bias=float32)
+        saved = export_saved_model(folded, tmp, "folded", 1)
         converter = tf.lite.TFLiteConverter.from_saved_model(saved, signature_keys=["serving_default"])
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
         if representative is not None:

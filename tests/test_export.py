@@ -13,7 +13,7 @@ import pytest
 import zoo
 from export.fold import FoldedODEBlock, fold_model
 from export.onnx import weight_computing_ops, export_onnx, onnx_op_counts
-from export.parity import BATCH_SIZES, PARITY_ATOL, float32_error, folded_antisymmetry, logits_parity
+from export.parity import BATCH_SIZES, PARITY_ATOL, folded_antisymmetry, logits_parity
 from export.runtime import load_predictor, validate_batch
 from export.saved_model import export_saved_model, serving_signature
 from tests.markers import needs_fashion_mnist
@@ -233,13 +233,12 @@ def test_every_pretrained_model_exports_with_parity(name, tmp_path):
         "litert": export_litert(model, str(tmp_path / f"{name}.tflite")),
     }
     parity = logits_parity(model, artefacts, x)
-    # The issue's 1e-5, unless Keras' own float32 logits at that batch are already that far from
-    # exact (float64): no float32 runtime can be held closer to Keras, and 5x that error is the bound.
-    own_error = float32_error(model, card["architecture"], card["config"], x)
+    # The issue's 1e-5 for every runtime, although Keras' own float32 logits of the 2-D ResNets
+    # are up to 2.2e-5 from exact (float64): the folded graphs round as TensorFlow does
+    # (`export.tf_numerics`), so the runtimes agree with Keras better than Keras with the truth.
     for kind in ("saved_model", "onnx", "litert"):  # the SavedModel runs grappler-rewritten graphs
         for batch, error in parity[kind].items():
-            tolerance = PARITY_ATOL if own_error[batch] < PARITY_ATOL else 5 * own_error[batch]
-            assert error <= tolerance, (kind, batch, error, own_error)
+            assert error <= PARITY_ATOL, (kind, batch, error)
     assert weight_computing_ops(artefacts["onnx"]) == []
 
 

@@ -66,6 +66,7 @@ class Dynamics(_AxisMember):
         self.bias = bias
         self.activation = activation
         self._sigma = keras.activations.get(activation)
+        self._bias_add = None
 
     def get_config(self):
         return {
@@ -132,7 +133,18 @@ class Dynamics(_AxisMember):
             # for the position half step (width n).
             width = x.shape[-1]
             bias = bias[..., :width] if stream == "momentum" else bias[..., bias.shape[-1] - width :]
-        return x + bias
+        return x + bias if self._bias_add is None else self._bias_add(x, bias)
+
+    def use_numerics(self, activation=None, bias_add=None):
+        """Compute `sigma` and `x + b` through other ops; the exporters' hook (`export.fold`).
+
+        `activation(x)` and `bias_add(x, bias)` must compute the same function: they change how
+        a runtime rounds, not what the layer means (`export.tf_numerics`). Not serialised.
+        """
+        if activation is not None:
+            self._sigma = activation
+        if bias_add is not None:
+            self._bias_add = bias_add
 
     def _linear(self, theta, y):
         return self.parametrization.apply(self.operator, theta["kernel"], y)

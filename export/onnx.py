@@ -16,6 +16,7 @@ import numpy as np
 
 from export.common import OUTPUT_NAMES, atomic_output, input_name, input_shape, serving_outputs
 from export.fold import fold_model
+from export.tf_numerics import collapse_tanh_scopes
 
 __all__ = ["OPSET", "export_onnx", "weight_computing_ops", "check_onnx", "onnx_op_counts", "unsupported_ops", "UnsupportedOpError"]
 
@@ -56,6 +57,7 @@ def export_onnx(model, path, opset=OPSET, overwrite=False, fold=True):
                 f"TensorFlow op(s) {', '.join(unsupported)}"
             )
         _name_outputs(proto, OUTPUT_NAMES)
+        collapse_tanh_scopes(proto)  # before the scope names are shortened away
         shorten_names(proto)
         drop_default_attributes(proto)
         import onnx

@@ -53,8 +53,9 @@ def float32_error(model, architecture, config, inputs, batch_sizes=BATCH_SIZES):
     result, and Keras' own error can depend on the batch (TensorFlow's batch-1 matmul sums in one
     running sum, which is why wide heads are `zoo.layers.ChunkedDense`). Trained networks with
     large logits or expansive steps amplify round-off: TensorFlow's and ONNX Runtime's float32
-    `tanh` differ by up to 6 ulps, which a 2-D ResNet at h = 2.5 turns into 3.5e-5 on logits
-    whose float32 error in Keras is already 1.0e-5.
+    `tanh` differ by up to 6 ulps, which a 2-D ResNet at h = 2.5 turned into 3.5e-5 on logits
+    whose float32 error in Keras is 1.0e-5. Exported dense blocks therefore round as TensorFlow
+    does (`export.tf_numerics`), and agree with Keras more closely than this floor.
     """
     import keras
 

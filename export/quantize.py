@@ -74,7 +74,11 @@ def quantize_onnx_int8(fp32_path, path, calibration, batch_size=50, per_channel=
 
     with tempfile.TemporaryDirectory() as tmp, atomic_output(path, overwrite=overwrite) as out:
         prepared = os.path.join(tmp, "prepared.onnx")
-        quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
+        # ONNX Runtime's optimiser in the pre-processing inlines model-local functions: it would
+        # spell out every `TensorflowTanh` call again (`export.tf_numerics`), 4x the file. Graphs
+        # that have them are dense (tiny matmuls, nothing for the optimiser to fuse).
+        has_functions = bool(onnx.load(fp32_path).functions)
+        quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True, skip_optimization=has_functions)
         quantize_static(
             prepared, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
@@ -99,12 +103,15 @@ def convert_onnx_fp16(fp32_path, path, overwrite=False):
     import onnx
     from onnxconverter_common import float16
 
+    from export.tf_numerics import native_tanh_calls
+
     model = onnx.load(fp32_path)
     if any(node.op_type == "Loop" for node in model.graph.node):
         raise ValueError(
             f"{fp32_path} has an ONNX Loop (a block deeper than the unroll limit): onnxconverter-common's "
             "float16 conversion breaks the loop body's types; export float32 or int8 instead"
         )
+    native_tanh_calls(model)  # float16 has no use for TensorFlow's float32 rounding
     model = float16.convert_float_to_float16(model, keep_io_types=True)
     # The converter leaves stale float32 value_info next to float16 tensors, which the full check
     # rejects (onnxconverter-common#256); the runtime re-infers these shapes anyway.

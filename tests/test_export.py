@@ -88,6 +88,25 @@ def test_folded_model_equals_the_model_and_its_onnx_export_matches(name, tmp_pat
     assert "Transpose" not in onnx_op_counts(path) or name.endswith("_conv") or name.startswith("rh18")
 
 
+def test_dense_blocks_export_tensorflows_tanh_and_conv_blocks_the_native_op(tmp_path):
+    """`export.tf_numerics` where round-off is amplified and cheap to avoid (dense blocks) only."""
+    import keras
+
+    dense = _random_model("hr17_antisymmetric", dict(depth=4, T=20.0, width=2))
+    dense_ops = onnx_op_counts(export_onnx(dense, str(tmp_path / "dense.onnx")))
+    assert "Tanh" not in dense_ops and dense_ops["TensorflowTanh"] == 4  # one call per step
+    conv_ops = onnx_op_counts(export_onnx(_random_model("hr17_resnet_conv", dict(depth=2)),
+                                          str(tmp_path / "conv.onnx")))
+    assert conv_ops["Tanh"] == 3 and "TensorflowTanh" not in conv_ops  # the opening layer's, one per step
+    # The flags are part of the folded block's config, and off they give the native op again.
+    block = next(layer for layer in fold_model(dense, tensorflow_tanh=False, separate_dense_bias=True).layers
+                 if isinstance(layer, FoldedODEBlock))
+    config = block.get_config()
+    assert (config["tensorflow_tanh"], config["separate_dense_bias"]) == (False, True)
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(block))
+    assert (clone.tensorflow_tanh, clone.separate_dense_bias) == (False, True)
+
+
 def test_unfolded_export_keeps_the_parametrisation_ops(tmp_path):
     """The graph check can fail: exported as is, the Verlet block's adjoint kernel `K^T` (flipped
     in space, channels swapped) is computed from each step's weights inside the ONNX Loop."""

@@ -3,7 +3,16 @@
 import numpy as np
 import pytest
 
-from export.tf_numerics import TANH_CLAMP, tensorflow_tanh, unfused_bias_add
+import onnx
+
+from export.tf_numerics import (
+    ONNX_TANH,
+    TANH_CLAMP,
+    collapse_tanh_scopes,
+    native_tanh_calls,
+    tensorflow_tanh,
+    unfused_bias_add,
+)
 
 pytestmark = pytest.mark.export
 
@@ -18,6 +27,12 @@ def _tanh_inputs():
         np.nextafter(np.float32(TANH_CLAMP), np.float32([0, 20])),
         np.float32([0.0, -0.0, 1e-30, -1e-30, 3e38, -3e38, np.inf, -np.inf]),
     ]).astype("float32")
+
+
+def ort_run(proto, x):
+    import onnxruntime as ort
+
+    return ort.InferenceSession(proto.SerializeToString()).run(None, {proto.graph.input[0].name: x})[0]
 
 
 def _tf_function(fn):
@@ -45,7 +60,7 @@ def test_tensorflow_tanh_is_tensorflows_tanh_bit_for_bit():
     assert np.mean(native != expected) > 0.01
 
 
-def test_onnx_runtime_and_litert_round_the_exported_tanh_as_tensorflow_does(tmp_path):
+def test_onnx_runtime_and_litert_round_the_exported_tanh_as_tensorflow_does():
     """The point of the module: the runtimes keep every multiply and add separately rounded."""
     import tensorflow as tf
     import tf2onnx
@@ -58,13 +73,18 @@ def test_onnx_runtime_and_litert_round_the_exported_tanh_as_tensorflow_does(tmp_
 
     patch_tf2onnx()
     proto, _ = tf2onnx.convert.from_function(fn, input_signature=[spec], opset=17)
-    path = tmp_path / "tanh.onnx"
-    path.write_bytes(proto.SerializeToString())
     assert "Tanh" not in {n.op_type for n in proto.graph.node}
-    import onnxruntime as ort
-
-    got = ort.InferenceSession(str(path)).run(None, {proto.graph.input[0].name: x})[0]
-    np.testing.assert_array_equal(got, expected)
+    spelled_out = ort_run(proto, x)
+    np.testing.assert_array_equal(spelled_out, expected)
+    # Collapsed into one call of the model-local function, as `export_onnx` writes it.
+    assert collapse_tanh_scopes(proto) == 1
+    assert [n.op_type for n in proto.graph.node if n.op_type != "Identity"] == [ONNX_TANH]
+    assert not proto.graph.initializer  # the coefficients live in the function only
+    onnx.checker.check_model(proto, full_check=True)
+    np.testing.assert_array_equal(ort_run(proto, x), expected)
+    # float16 conversion gets the standard op back.
+    native_tanh_calls(proto)
+    assert [n.op_type for n in proto.graph.node if n.op_type != "Identity"] == ["Tanh"] and not proto.functions
 
     converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
     interpreter = Interpreter(model_content=converter.convert())

@@ -188,6 +188,18 @@ def test_litert_builtins_only_parity(tmp_path):
     x = _inputs(model)
     for batch, error in logits_parity(model, {"litert": path}, x)["litert"].items():
         assert error <= _tolerance(model(x[:batch])), (batch, error)
+    # Only the signature's tensors keep their (long, scope-derived) names.
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path)
+    named = {d["name"] for d in interpreter.get_tensor_details() if d["name"]}
+    assert len(named) == 3, named  # the input, the two outputs
+    assert predictor_names(path) == ("image", ["logits", "probabilities"])
+
+
+def predictor_names(path):
+    predictor = load_predictor(path)
+    return predictor.input_name, sorted(predictor.predict(np.zeros((1, *predictor.input_shape), "float32")))
 
 
 def test_bad_input_to_an_artefact_gets_a_clear_error(tmp_path):

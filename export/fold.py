@@ -99,7 +99,8 @@ class FoldedODEBlock(ODEBlock):
     def effective_weights(self):
         return dict(self._theta)
 
-    def propagate(self, state, return_states=False, reverse=False):
+    def propagate(self, state, return_states=False, reverse=False, feature_major=False):
+        # `feature_major` is a training-step layout (`zoo.feature_major`); a folded block infers.
         if return_states or reverse:
             raise NotImplementedError("A folded block runs inference forward only")
         h = self.h

@@ -163,6 +163,49 @@ def test_depth_loop_gradient_matches_unrolled_autodiff(rng):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("make, bias", [(resnet_block, "scalar"), (antisymmetric_block, "vector"),
+                                        (resnet_block, "none")])
+def test_training_steps_run_feature_major_with_the_same_function_and_gradient(make, bias, rng, monkeypatch):
+    """Dense Euler layers train on a `(width, batch)` state (`zoo.feature_major`): the same
+    outputs and gradients as the `(batch, width)` path inference takes, in float64 to 1e-12."""
+    import tensorflow as tf
+
+    from zoo import blocks, feature_major
+
+    block = make(8, 4.0, bias=bias, dtype="float64")
+    x = tf.constant(rng.standard_normal((5, 3)))
+    block(x)
+    block.set_weights([w + 0.3 * rng.standard_normal(w.shape) for w in block.get_weights()])
+    used = []
+    monkeypatch.setattr(blocks, "feature_major_step",
+                        lambda *a: used.append(1) or feature_major.feature_major_step(*a))
+
+    def forward_and_gradients(training):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = block(x, training=training)
+            loss = tf.reduce_sum(y ** 3)
+        return [y] + tape.gradient(loss, [x] + block.trainable_weights)
+
+    trained, inferred = forward_and_gradients(True), forward_and_gradients(False)
+    assert used == [1]  # only the training call
+    for a, b in zip(trained, inferred):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+    assert float(np.max(np.abs(trained[0] - x))) > 1e-2  # the block does something
+
+
+def test_feature_major_steps_only_for_plain_dense_euler_layers():
+    from zoo.feature_major import feature_major_step
+
+    def chosen(block):
+        return feature_major_step(block.integrator, block.dynamics, block.h) is not None
+
+    assert chosen(resnet_block(4, 1.0)) and chosen(antisymmetric_block(4, 1.0))
+    assert not chosen(resnet_block(4, 1.0, operator="conv"))
+    assert not chosen(verlet_block(4, 1.0))
+    assert not chosen(leapfrog_block(4, 1.0))
+
+
 @pytest.mark.parametrize("shape", [(3, 4), (2, 5, 5, 3)])
 def test_depth_loop_gradients_agree_and_image_states_use_tensorflows_own(shape, rng, monkeypatch):
     """Both gradients of the fold (recomputing adjoint, TF's own) are the same numbers; by

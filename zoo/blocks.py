@@ -17,6 +17,7 @@ import keras
 from keras import ops
 
 from zoo.depth_loop import fold_steps, fold_steps_reversible
+from zoo.feature_major import feature_major_step
 from zoo.dynamics import (
     HamiltonianTwoStream,
     HDNNLayer,
@@ -271,7 +272,7 @@ class ODEBlock(keras.layers.Layer):
             return ops.concatenate(state, axis=-1)
         return self.integrator.readout(state)
 
-    def propagate(self, state, return_states=False, reverse=False):
+    def propagate(self, state, return_states=False, reverse=False, feature_major=False):
         """Run the `N` steps from a full integrator state (inverse steps if `reverse`).
 
         Returns the final state, and with `return_states` also every intermediate state
@@ -290,10 +291,16 @@ class ODEBlock(keras.layers.Layer):
 
             return fold_steps_reversible(step, inverse, tuple(state), theta,
                                          on_reconstruction=self.reconstruction_error.assign)
+        if feature_major and not (return_states or reverse) and len(state) == 1 and len(state[0].shape) == 2:
+            transposed = feature_major_step(self.integrator, self.dynamics, h)
+            if transposed is not None:
+                (final,) = fold_steps(transposed, (ops.transpose(state[0]),), theta)
+                return (ops.transpose(final),)
         return fold_steps(step, tuple(state), theta, return_states=return_states, reverse=reverse)
 
-    def call(self, inputs):
-        return self.final_output(self.propagate(self.initial_state(inputs)))
+    def call(self, inputs, training=None):
+        # Training steps of dense Euler layers run feature-major (`zoo.feature_major`).
+        return self.final_output(self.propagate(self.initial_state(inputs), feature_major=bool(training)))
 
     def inverse(self, outputs):
         """Exact inverse of `call` for a reversible block with `carry_momentum=True`."""

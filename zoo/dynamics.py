@@ -135,6 +135,10 @@ class Dynamics(_AxisMember):
             bias = bias[..., :width] if stream == "momentum" else bias[..., bias.shape[-1] - width :]
         return x + bias if self._bias_add is None else self._bias_add(x, bias)
 
+    def activation_fn(self, x):
+        """`sigma(x)`."""
+        return self._sigma(x)
+
     def use_numerics(self, activation=None, bias_add=None):
         """Compute `sigma` and `x + b` through other ops; the exporters' hook (`export.fold`).
 

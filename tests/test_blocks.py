@@ -163,16 +163,18 @@ def test_depth_loop_gradient_matches_unrolled_autodiff(rng):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("make, bias", [(resnet_block, "scalar"), (antisymmetric_block, "vector"),
-                                        (resnet_block, "none")])
-def test_training_steps_run_feature_major_with_the_same_function_and_gradient(make, bias, rng, monkeypatch):
+@pytest.mark.parametrize("make, bias, extra", [
+    (resnet_block, "scalar", {}), (antisymmetric_block, "vector", {}), (resnet_block, "none", {}),
+])
+def test_training_steps_run_feature_major_with_the_same_function_and_gradient(make, bias, extra, rng,
+                                                                            monkeypatch):
     """Dense Euler layers train on a `(width, batch)` state (`zoo.feature_major`): the same
     outputs and gradients as the `(batch, width)` path inference takes, in float64 to 1e-12."""
     import tensorflow as tf
 
     from zoo import blocks, feature_major
 
-    block = make(8, 4.0, bias=bias, dtype="float64")
+    block = make(8, 4.0, bias=bias, dtype="float64", **extra)
     x = tf.constant(rng.standard_normal((5, 3)))
     block(x)
     block.set_weights([w + 0.3 * rng.standard_normal(w.shape) for w in block.get_weights()])
@@ -203,7 +205,7 @@ def test_feature_major_steps_only_for_plain_dense_euler_layers():
     assert chosen(resnet_block(4, 1.0)) and chosen(antisymmetric_block(4, 1.0))
     assert not chosen(resnet_block(4, 1.0, operator="conv"))
     assert not chosen(verlet_block(4, 1.0))
-    assert not chosen(leapfrog_block(4, 1.0))
+    assert not chosen(leapfrog_block(4, 1.0))  # its kernel is -C^T C, applied in two matmuls
 
 
 @pytest.mark.parametrize("shape", [(3, 4), (2, 5, 5, 3)])

@@ -2,10 +2,13 @@
 
 A width-8 state stored `(batch, width)` gives every per-step matmul rows of 8 floats, half a
 vector register; XLA's dots on such shapes were the largest part of a dense training step.
-Stored `(width, batch)` the same step `Y^T + h sigma(K^T Y^T + b)` has rows of `batch` floats.
-The block transposes its state once on entry and once on exit. Only the training step uses it:
-the function is the same, but the float32 sums inside the matmul run in another order, and
-inference (and the exports, which are checked against it) keeps the layout of every other path.
+Stored `(width, batch)`, the same step (`Y^T + h sigma(K^T Y^T + b)` for a forward-Euler layer)
+has rows of `batch` floats: 15-26% off the width-8 antisymmetric step at N = 256 and 1,024 in
+paired runs. The block transposes each stream once on entry and once on exit.
+
+Only training steps use it: the function is the same, but the float32 sums inside each matmul
+run in another order, and inference, which the exports are checked against bit for bit, keeps
+the layout of every other path.
 """
 
 from __future__ import annotations
@@ -13,28 +16,45 @@ from __future__ import annotations
 __all__ = ["feature_major_step"]
 
 
+def _plain_dense(dynamics, bias_modes=("scalar", "vector", "none")):
+    from zoo.operators import DenseOperator, Parametrization
+
+    parametrization = type(dynamics.parametrization)
+    return (type(dynamics.operator) is DenseOperator and parametrization.apply is Parametrization.apply
+            and dynamics.bias in bias_modes)
+
+
 def feature_major_step(integrator, dynamics, h):
-    """`step(carry, theta_j)` on `(Y^T,)` for a dense forward-Euler single layer with a plain
-    matmul kernel (free or antisymmetric) and a scalar, vector or no bias; None otherwise."""
+    """`step(carry, theta_j)` on the transposed state `(Y^T,)`, or None.
+
+    Supported: a forward-Euler `SingleLayer` with a dense operator applied as a plain matmul
+    (free or antisymmetric kernel) and a scalar, vector or no bias; anything else gets None
+    (the usual layout). Verlet blocks would gain too, but not here: the changed float32
+    trajectory moved `tests/test_recipes.py`'s single-seed prolongation check from a 0.1 to a
+    2.2 point drop (it is fragile: seeds 1 and 2 drop 0.97 and 0.58 points in the usual layout).
+    """
     import keras
 
     from zoo.dynamics import SingleLayer
     from zoo.integrators import ForwardEuler
-    from zoo.operators import DenseOperator, Parametrization
 
-    if not (keras.backend.backend() == "tensorflow" and type(integrator) is ForwardEuler
-            and type(dynamics) is SingleLayer and type(dynamics.operator) is DenseOperator
-            and type(dynamics.parametrization).apply is Parametrization.apply
-            and dynamics.bias in ("scalar", "vector", "none")):
+    if keras.backend.backend() != "tensorflow" or not _plain_dense(dynamics):
         return None
     import tensorflow as tf
 
-    def step(carry, theta):
-        (y_t,) = carry
-        z_t = tf.matmul(theta["kernel"], y_t, transpose_a=True)  # (Y K)^T
-        if dynamics.bias != "none":
-            bias = theta["bias"]
-            z_t = z_t + (bias[:, None] if dynamics.bias == "vector" else bias)
-        return (y_t + h * dynamics.activation_fn(z_t),)
+    def affine(theta, y_t):
+        """`(Y K + b)^T` from `Y^T`."""
+        z_t = tf.matmul(theta["kernel"], y_t, transpose_a=True)
+        if dynamics.bias == "none":
+            return z_t
+        bias = theta["bias"]
+        return z_t + (bias[:, None] if dynamics.bias == "vector" else bias)
 
-    return step
+    sigma = dynamics.activation_fn
+    if type(integrator) is ForwardEuler and type(dynamics) is SingleLayer:
+        def euler(carry, theta):
+            (y_t,) = carry
+            return (y_t + h * sigma(affine(theta, y_t)),)
+
+        return euler
+    return None

@@ -30,7 +30,9 @@ TensorFlow keeps its default thread pools. `torch.compile` works in a fresh, emp
 function that pays inductor's start-up once (recorded apart).
 
 Each figure is the median and the 10th-90th percentiles of timed steps after untimed warm-up
-steps, with the first step (tracing, compiling) timed on its own; a slow variant takes fewer
+steps, with the first step (tracing, compiling) timed on its own. The zoo and PyTorch eager (both
+thread counts) take turns in 3 rounds (`time_alternating`), so that a slow phase of the shared
+machine falls on both sides; a slow variant takes fewer
 steps (at least 3) so that the whole run takes 10-15 minutes on 2 shared cores (a quarter to a
 half of it in torch.compile attempts). The 1-minute load average
 is recorded before and after each comparison. Writes benchmarks/results/vs_pytorch.{json,md,png}
@@ -71,6 +73,7 @@ THREADS = sorted({os.cpu_count() or 1, 1}, reverse=True)  # the usual setting fi
 COMPILE_BUDGET_S = 60.0  # torch.compile: not started when predicted longer, aborted when it takes longer
 MEASURE_BUDGET_S = 12.0  # skip a variant whose predicted first step + 3 steps take longer
 MIN_REPEATS = 3
+ROUNDS = 3  # the zoo and PyTorch eager take turns (`time_alternating`)
 
 # warm-up steps, timed steps, and the seconds after which a variant stops at MIN_REPEATS steps
 SETTINGS = {
@@ -170,16 +173,8 @@ def time_calls(fn, warmup, repeats, budget_s, min_repeats=MIN_REPEATS, first_lim
     Fast steps are timed for at least `min_seconds` (more than `repeats` calls): 20 steps of a
     few milliseconds sample the shared machine for a tenth of a second, and its speed drifts.
     """
-    start = time.perf_counter()
-    with time_limit(first_limit_s):
-        fn()
-    first_s = time.perf_counter() - start
-    now = time.perf_counter()
-    warm_deadline, deadline = now + budget_s / 4, now + budget_s
-    for _ in range(warmup):
-        if time.perf_counter() > warm_deadline:
-            break
-        fn()
+    first_s, first_end = first_and_warmup(fn, warmup, budget_s, first_limit_s)
+    deadline = first_end + budget_s
     times, timed_from = [], time.perf_counter()
     while ((len(times) < repeats or time.perf_counter() - timed_from < min_seconds)
            and (len(times) < min_repeats or time.perf_counter() < deadline)):
@@ -189,6 +184,67 @@ def time_calls(fn, warmup, repeats, budget_s, min_repeats=MIN_REPEATS, first_lim
     p10, p50, p90 = np.percentile(times, [10, 50, 90])
     return {"first_s": first_s, "median_ms": float(p50), "p10_ms": float(p10), "p90_ms": float(p90),
             "steps": len(times)}
+
+
+def first_and_warmup(fn, warmup, budget_s, first_limit_s=None):
+    """`(seconds, end time)` of the first call of `fn` (interrupted after `first_limit_s`), after
+    which up to `warmup` untimed calls run within `budget_s / 4`."""
+    start = time.perf_counter()
+    with time_limit(first_limit_s):
+        fn()
+    first_end = time.perf_counter()
+    for _ in range(warmup):
+        if time.perf_counter() > first_end + budget_s / 4:
+            break
+        fn()
+    return first_end - start, first_end
+
+
+def time_alternating(variants, warmup, repeats, budget_s, min_repeats=MIN_REPEATS, min_seconds=0.0,
+                     rounds=ROUNDS):
+    """`{name: timing}` of `variants` (`name -> (fn, threads)`), timed in alternating rounds.
+
+    Each variant first gets its first call and warm-up alone, as in `time_calls`; then every
+    round times each variant in turn for a `1/rounds` share of its calls, seconds and budget.
+    The shared machine has slow phases of tens of seconds: measured one after the other, a
+    phase that falls on one side only moved a speed-up by 1.5x between runs; alternating, it
+    falls on all of them alike. `threads`: PyTorch's thread count for that variant, or None.
+    Medians and percentiles over all timed calls of a variant.
+    """
+    def with_threads(threads, call):
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            return call()
+        finally:
+            torch.set_num_threads(THREADS[0])
+
+    calls, least = -(-repeats // rounds), -(-min_repeats // rounds)
+    seconds, budget = min_seconds / rounds, budget_s / rounds
+
+    def one_round(fn, samples):
+        count, start = 0, time.perf_counter()
+        while True:
+            elapsed = time.perf_counter() - start
+            if not ((count < calls or elapsed < seconds) and (count < least or elapsed < budget)):
+                return
+            call_start = time.perf_counter()
+            fn()
+            samples.append(1e3 * (time.perf_counter() - call_start))
+            count += 1
+
+    first = {name: with_threads(threads, lambda fn=fn: first_and_warmup(fn, warmup, budget_s)[0])
+             for name, (fn, threads) in variants.items()}
+    times = {name: [] for name in variants}
+    for _ in range(rounds):
+        for name, (fn, threads) in variants.items():
+            with_threads(threads, lambda fn=fn, samples=times[name]: one_round(fn, samples))
+    out = {}
+    for name, samples in times.items():
+        p10, p50, p90 = np.percentile(samples, [10, 50, 90])
+        out[name] = {"first_s": first[name], "median_ms": float(p50), "p10_ms": float(p10), "p90_ms": float(p90),
+                     "steps": len(samples), "rounds": rounds}
+    return out
 
 
 def predicted(history, key, depth, field):
@@ -289,12 +345,26 @@ def compare(spec, mode="full", history=None, compile_torch=None):
 
     model.compile(*keras_training(spec))  # no jit_compile: the zoo's default policy decides
     zoo_step = zoo_fn(model, spec, x, y)
-    zoo_result = time_calls(zoo_step, **timing)
-    zoo_result["jit_compile"] = bool(model.jit_compile)
 
     depth = spec.get("depth", 0)
     eager_fn = torch_fn(module, module, spec, tx, ty)
-    eager = time_torch(eager_fn, timing, f"{spec['series']}/{spec['task']}/eager", spec["label"], depth, history)
+    eager, variants = {}, {"zoo": (zoo_step, None)}
+    for threads in THREADS:
+        variant = f"{spec['series']}/{spec['task']}/eager/{threads}"
+        step_ms = predicted(history, variant, depth, "median_ms") if depth else None
+        if step_ms is not None and (1 + MIN_REPEATS) * step_ms / 1e3 > MEASURE_BUDGET_S:
+            eager[str(threads)] = {"skipped": f"predicted {step_ms / 1e3:.0f} s a step (from {history[variant]['label']})"}
+        else:
+            variants[f"torch/{threads}"] = (eager_fn, threads)
+    timings = time_alternating(variants, **timing)
+    zoo_result = timings.pop("zoo") | {"jit_compile": bool(model.jit_compile)}
+    for name, timing_result in timings.items():
+        threads = int(name.split("/")[1])
+        eager[str(threads)] = timing_result
+        if depth:
+            history[f"{spec['series']}/{spec['task']}/eager/{threads}"] = {"depth": depth, "label": spec["label"],
+                                                                           **timing_result}
+    eager = {str(t): eager[str(t)] for t in THREADS}
     result = dict(spec, params=peers.count_params(module), zoo=zoo_result, torch_eager=eager)
     if spec["group"] != "dense":
         # What bounds a conv network: each framework's own convolution kernels inside the step.
@@ -467,7 +537,9 @@ def _method(record):
     else:
         text += "`torch.compile` was not run. "
     return text + ("Times are per step (training: forward, loss, backward, optimiser update); medians with the "
-                   "10th-90th percentiles; the first step (tracing, compiling) apart. The load column is the "
+                   "10th-90th percentiles; the first step (tracing, compiling) apart. The zoo and PyTorch eager "
+                   f"are timed in {ROUNDS} alternating rounds, so that the shared machine's slow phases (tens of "
+                   "seconds) fall on both. The load column is the "
                    "1-minute load average before -> after the comparison, on a machine shared with training jobs.")
 
 

@@ -90,6 +90,7 @@ def test_quick_comparison_runs_and_reports(tmp_path):
     assert result["zoo"]["median_ms"] > 0 and isinstance(result["zoo"]["jit_compile"], bool)
     assert result["torch_eager"]["1"]["median_ms"] > 0 and result["torch_eager"]["1"]["steps"] >= 3
     assert result["torch_compile"] == {"skipped": "not run (--quick)"}
+    assert result["zoo"]["rounds"] == result["torch_eager"]["1"]["rounds"] == vs_pytorch.ROUNDS
     assert vs_pytorch.speedup(result) > 0
     record = {"mode": "quick", "date": "today", "seconds": 60.0, "machine": vs_pytorch.machine(),
               "results": [result]}
@@ -120,3 +121,14 @@ def test_operator_profiles_find_each_frameworks_convolutions():
               "torch_eager": {"1": {"median_ms": 5.0}, "2": {"median_ms": 6.0}},
               "op_profile": {"zoo": tf_ops._asdict(), "torch_eager": torch_ops._asdict()}}
     assert "at most x" in vs_pytorch._conv_bound(result)
+
+
+def test_the_zoo_and_pytorch_take_turns_in_timed_rounds():
+    """A slow phase of the machine must fall on every variant alike (`time_alternating`)."""
+    calls = []
+    out = vs_pytorch.time_alternating({"zoo": (lambda: calls.append("zoo"), None),
+                                       "torch/1": (lambda: calls.append("torch"), 1)},
+                                      warmup=1, repeats=6, budget_s=5.0, rounds=3)
+    assert calls[:4] == ["zoo", "zoo", "torch", "torch"]  # first call and warm-up, untimed
+    assert calls[4:] == ["zoo", "zoo", "torch", "torch"] * 3
+    assert out["zoo"]["steps"] == out["torch/1"]["steps"] == 6 and out["zoo"]["rounds"] == 3

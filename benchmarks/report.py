@@ -21,7 +21,11 @@ SECTIONS = (
      "Training step (and PDE CNN inference) of each network in this zoo with default settings (what "
      "a user gets: `compile` without `jit_compile`, so `zoo.jit_policy` decides) and in a "
      "hand-written PyTorch peer with the same weights and math (`benchmarks/peers/`), eager and "
-     "`torch.compile`, in one process per comparison (`benchmarks/vs_pytorch.py`)."),
+     "`torch.compile`, in one process per comparison (`benchmarks/vs_pytorch.py`). Dense forward-Euler "
+     "layers train on a feature-major state (`zoo.feature_major`). On this shared 2-core machine the "
+     "width-8 dense speed-ups near 5x moved by up to 30% between runs of the same code (antisymmetric "
+     "w=8 N=256: 4.3x, 6.1x and 4.9x in three runs on 2026-11-24), more than the zoo's and PyTorch's "
+     "own spreads suggest."),
     ("input_pipeline", "Is training input-bound? tf.data against the model step",
      "Images per second of the recipes' Fashion-MNIST `tf.data` pipeline alone, of the bare "
      "compiled training step on an in-memory batch, and of `model.fit` on the pipeline "

@@ -283,6 +283,14 @@ def torch_fn(forward, module, spec, x, y):
     return train
 
 
+def too_slow(history, variant, depth):
+    """`{"skipped": reason}` when `variant` is predicted to take over MEASURE_BUDGET_S, else None."""
+    step_ms = predicted(history, variant, depth, "median_ms") if depth else None
+    if step_ms is None or (1 + MIN_REPEATS) * step_ms / 1e3 <= MEASURE_BUDGET_S:
+        return None
+    return {"skipped": f"predicted {step_ms / 1e3:.0f} s a step (from {history[variant]['label']})"}
+
+
 def time_torch(fn, timing, key, label, depth, history, first_limit_s=None):
     """`{threads: timing}` of `fn` at every thread count, or a skip reason where predicted too slow.
 
@@ -292,10 +300,9 @@ def time_torch(fn, timing, key, label, depth, history, first_limit_s=None):
     out = {}
     for threads in THREADS:
         variant = f"{key}/{threads}"
-        step_ms = predicted(history, variant, depth, "median_ms") if depth else None
-        if step_ms is not None and (1 + MIN_REPEATS) * step_ms / 1e3 > MEASURE_BUDGET_S:
-            source = history[variant]["label"]
-            out[str(threads)] = {"skipped": f"predicted {step_ms / 1e3:.0f} s a step (from {source})"}
+        skip = too_slow(history, variant, depth)
+        if skip:
+            out[str(threads)] = skip
             continue
         torch.set_num_threads(threads)
         try:
@@ -348,23 +355,15 @@ def compare(spec, mode="full", history=None, compile_torch=None):
 
     depth = spec.get("depth", 0)
     eager_fn = torch_fn(module, module, spec, tx, ty)
-    eager, variants = {}, {"zoo": (zoo_step, None)}
-    for threads in THREADS:
-        variant = f"{spec['series']}/{spec['task']}/eager/{threads}"
-        step_ms = predicted(history, variant, depth, "median_ms") if depth else None
-        if step_ms is not None and (1 + MIN_REPEATS) * step_ms / 1e3 > MEASURE_BUDGET_S:
-            eager[str(threads)] = {"skipped": f"predicted {step_ms / 1e3:.0f} s a step (from {history[variant]['label']})"}
-        else:
-            variants[f"torch/{threads}"] = (eager_fn, threads)
+    eager_key = f"{spec['series']}/{spec['task']}/eager"
+    skipped = {t: too_slow(history, f"{eager_key}/{t}", depth) for t in THREADS}
+    variants = {"zoo": (zoo_step, None)} | {t: (eager_fn, t) for t in THREADS if not skipped[t]}
     timings = time_alternating(variants, **timing)
     zoo_result = timings.pop("zoo") | {"jit_compile": bool(model.jit_compile)}
-    for name, timing_result in timings.items():
-        threads = int(name.split("/")[1])
-        eager[str(threads)] = timing_result
-        if depth:
-            history[f"{spec['series']}/{spec['task']}/eager/{threads}"] = {"depth": depth, "label": spec["label"],
-                                                                           **timing_result}
-    eager = {str(t): eager[str(t)] for t in THREADS}
+    if depth:
+        for t, timing_result in timings.items():
+            history[f"{eager_key}/{t}"] = {"depth": depth, "label": spec["label"], **timing_result}
+    eager = {str(t): skipped[t] or timings[t] for t in THREADS}
     result = dict(spec, params=peers.count_params(module), zoo=zoo_result, torch_eager=eager)
     if spec["group"] != "dense":
         # What bounds a conv network: each framework's own convolution kernels inside the step.

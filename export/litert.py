@@ -39,7 +39,7 @@ def export_litert(model, path, representative=None, overwrite=False, num_calibra
     with tempfile.TemporaryDirectory() as tmp:
         # Chunked heads: XNNPack's fully connected kernel sums long dot products sequentially;
         # separate dense biases: it would start each dot product from a fused one. Both rounding
-        # fixes are for float32: int8 quantises every op, and a tanh spelled out in 20 int8 ops
+        # fixes are for float32: int8 quantises every op, and a tanh spelled out in 24 int8 ops
         # would lose what the single int8 TANH keeps.
         float32 = representative is None
         folded = fold_model(model, dense_chunk=DENSE_CHUNK, tensorflow_tanh=float32, separate_dense_bias=float32)

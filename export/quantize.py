@@ -62,7 +62,8 @@ def quantize_onnx_int8(fp32_path, path, calibration, batch_size=50, per_channel=
         raise ValueError(f"`calibration` must be a non-empty batch of inputs; got shape {calibration.shape}")
     import onnx
 
-    input_name = onnx.load(fp32_path).graph.input[0].name
+    fp32 = onnx.load(fp32_path)
+    input_name = fp32.graph.input[0].name
 
     class Reader(CalibrationDataReader):
         def __init__(self):
@@ -77,8 +78,7 @@ def quantize_onnx_int8(fp32_path, path, calibration, batch_size=50, per_channel=
         # ONNX Runtime's optimiser in the pre-processing inlines model-local functions: it would
         # spell out every `TensorflowTanh` call again (`export.tf_numerics`), 4x the file. Graphs
         # that have them are dense (tiny matmuls, nothing for the optimiser to fuse).
-        has_functions = bool(onnx.load(fp32_path).functions)
-        quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True, skip_optimization=has_functions)
+        quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True, skip_optimization=bool(fp32.functions))
         quantize_static(
             prepared, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
             activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,

@@ -127,8 +127,8 @@ def test_the_zoo_and_pytorch_take_turns_in_timed_rounds():
     """A slow phase of the machine must fall on every variant alike (`time_alternating`)."""
     calls = []
     out = vs_pytorch.time_alternating({"zoo": (lambda: calls.append("zoo"), None),
-                                       "torch/1": (lambda: calls.append("torch"), 1)},
+                                       1: (lambda: calls.append("torch"), 1)},
                                       warmup=1, repeats=6, budget_s=5.0, rounds=3)
     assert calls[:4] == ["zoo", "zoo", "torch", "torch"]  # first call and warm-up, untimed
     assert calls[4:] == ["zoo", "zoo", "torch", "torch"] * 3
-    assert out["zoo"]["steps"] == out["torch/1"]["steps"] == 6 and out["zoo"]["rounds"] == 3
+    assert out["zoo"]["steps"] == out[1]["steps"] == 6 and out["zoo"]["rounds"] == 3

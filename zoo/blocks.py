@@ -291,11 +291,11 @@ class ODEBlock(keras.layers.Layer):
 
             return fold_steps_reversible(step, inverse, tuple(state), theta,
                                          on_reconstruction=self.reconstruction_error.assign)
-        if feature_major and not (return_states or reverse) and all(len(s.shape) == 2 for s in state):
+        if feature_major and not (return_states or reverse) and len(state) == 1 and len(state[0].shape) == 2:
             transposed = feature_major_step(self.integrator, self.dynamics, h)
             if transposed is not None:
-                final = fold_steps(transposed, tuple(ops.transpose(s) for s in state), theta)
-                return tuple(ops.transpose(s) for s in final)
+                (final,) = fold_steps(transposed, (ops.transpose(state[0]),), theta)
+                return (ops.transpose(final),)
         return fold_steps(step, tuple(state), theta, return_states=return_states, reverse=reverse)
 
     def call(self, inputs, training=None):

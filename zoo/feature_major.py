@@ -16,14 +16,6 @@ from __future__ import annotations
 __all__ = ["feature_major_step"]
 
 
-def _plain_dense(dynamics, bias_modes=("scalar", "vector", "none")):
-    from zoo.operators import DenseOperator, Parametrization
-
-    parametrization = type(dynamics.parametrization)
-    return (type(dynamics.operator) is DenseOperator and parametrization.apply is Parametrization.apply
-            and dynamics.bias in bias_modes)
-
-
 def feature_major_step(integrator, dynamics, h):
     """`step(carry, theta_j)` on the transposed state `(Y^T,)`, or None.
 
@@ -37,24 +29,20 @@ def feature_major_step(integrator, dynamics, h):
 
     from zoo.dynamics import SingleLayer
     from zoo.integrators import ForwardEuler
+    from zoo.operators import DenseOperator, Parametrization
 
-    if keras.backend.backend() != "tensorflow" or not _plain_dense(dynamics):
+    if not (keras.backend.backend() == "tensorflow" and type(integrator) is ForwardEuler
+            and type(dynamics) is SingleLayer and type(dynamics.operator) is DenseOperator
+            and type(dynamics.parametrization).apply is Parametrization.apply
+            and dynamics.bias in ("scalar", "vector", "none")):
         return None
     import tensorflow as tf
 
-    def affine(theta, y_t):
-        """`(Y K + b)^T` from `Y^T`."""
-        z_t = tf.matmul(theta["kernel"], y_t, transpose_a=True)
-        if dynamics.bias == "none":
-            return z_t
-        bias = theta["bias"]
-        return z_t + (bias[:, None] if dynamics.bias == "vector" else bias)
+    def step(carry, theta):
+        (y_t,) = carry
+        z_t = tf.matmul(theta["kernel"], y_t, transpose_a=True)  # (Y K)^T
+        if dynamics.bias != "none":
+            z_t = z_t + (theta["bias"][:, None] if dynamics.bias == "vector" else theta["bias"])
+        return (y_t + h * dynamics.activation_fn(z_t),)
 
-    sigma = dynamics.activation_fn
-    if type(integrator) is ForwardEuler and type(dynamics) is SingleLayer:
-        def euler(carry, theta):
-            (y_t,) = carry
-            return (y_t + h * sigma(affine(theta, y_t)),)
-
-        return euler
-    return None
+    return step

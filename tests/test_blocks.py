@@ -142,7 +142,7 @@ def test_depth_loop_gradient_matches_unrolled_autodiff(rng):
     """The adjoint-method gradient of the depth loop equals plain autodiff of an unrolled loop."""
     import tensorflow as tf
 
-    block = verlet_block(5, 1.0, momentum_channels=3, dtype="float64")
+    block = verlet_block(6, 1.0, momentum_channels=3, dtype="float64")  # 2 steps an iteration
     _weights(block, rng, (2,))
     x = tf.constant(rng.standard_normal((4, 2)))
     with tf.GradientTape() as tape:
@@ -155,12 +155,45 @@ def test_depth_loop_gradient_matches_unrolled_autodiff(rng):
         tape.watch(x)
         theta = block.effective_weights()
         state = block.initial_state(x)
-        for j in range(5):
+        for j in range(6):
             state = block.integrator.step(block.dynamics, {k: v[j] for k, v in theta.items()}, state, block.h)
         loss = tf.reduce_sum(state[0] ** 3)
     expected = tape.gradient(loss, [x, block.kernel, block.bias])
     for g, e in zip(grads, expected):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("make, depth", [(antisymmetric_block, 12), (verlet_block, 12), (verlet_block, 6)])
+def test_adjoint_fold_with_several_steps_an_iteration_is_bitwise_one_step_an_iteration(
+        make, depth, rng, monkeypatch):
+    """`STEPS_PER_ITERATION` only regroups the loop: the compiled float32 training step's outputs
+    and gradients are bit for bit those of one step an iteration (feature-major Euler steps and
+    two-stream Verlet steps; depth 6 takes 2 steps an iteration)."""
+    import tensorflow as tf
+
+    from zoo import depth_loop
+
+    block = make(depth, 1.0)
+    x = tf.constant(rng.standard_normal((32, 4)).astype("float32"))
+    _weights(block, rng, (4,))
+
+    def compiled_step():
+        @tf.function(jit_compile=True)
+        def run():
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = block(x, training=True)
+                loss = tf.reduce_sum(tf.tanh(y) ** 2)
+            return [y] + tape.gradient(loss, [x] + block.trainable_weights)
+        return [t.numpy() for t in run()]
+
+    assert depth_loop.steps_per_iteration(depth) == (4 if depth % 4 == 0 else 2)
+    regrouped = compiled_step()
+    monkeypatch.setattr(depth_loop, "STEPS_PER_ITERATION", 1)
+    assert depth_loop.steps_per_iteration(depth) == 1
+    one_by_one = compiled_step()
+    for a, b in zip(regrouped, one_by_one):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("make, bias, extra", [

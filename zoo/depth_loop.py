@@ -78,17 +78,50 @@ def _flatten(state, weights):
     return flat_state, flat_weights, unpack
 
 
-def _fold_with_adjoint(step, state, weights):
+# Steps per loop iteration of the adjoint fold. A dense step is a handful of tiny ops, and each
+# iteration of an XLA CPU while loop costs about as much again (its condition, counter and slicing
+# run as separate kernels); four steps an iteration took 18% off a width-8, N = 256 training step
+# (forward and adjoint, 2 cores), eight gained under 2% more and compiled twice as long. The
+# steps and their order are unchanged, so the results are bit for bit those of one step an
+# iteration (tested).
+STEPS_PER_ITERATION = 4
+
+
+def steps_per_iteration(depth):
+    """The largest of `STEPS_PER_ITERATION`, 2 and 1 that divides `depth`."""
+    return next(u for u in (STEPS_PER_ITERATION, 2, 1) if depth % u == 0)
+
+
+def _fold_with_adjoint(step, state, weights, unroll=None):
     import tensorflow as tf
 
     flat_state, flat_weights, unpack = _flatten(state, weights)
     num_state = len(flat_state)
+    depth = flat_weights[0].shape[0]
+    u = steps_per_iteration(depth) if unroll is None else unroll
+
+    def chunks(t):  # (N, ...) -> (N / u, u, ...)
+        return tf.reshape(t, tf.concat([[depth // u, u], tf.shape(t)[1:]], 0))
+
+    def unchunk(t):  # (N / u, u, ...) -> (N, ...)
+        return tf.reshape(t, tf.concat([[depth], tf.shape(t)[2:]], 0))
 
     @tf.custom_gradient
     def run(*flat):
-        state0, stacked = unpack(flat)
-        states = tf.scan(step, stacked, initializer=state0)
-        flat_states = tf.nest.flatten(states)
+        state0, _ = unpack(flat)
+
+        def forward_chunk(carry, weight_chunk):
+            # The carry holds the chunk's `u` states; the last one enters the next chunk.
+            current = [c[-1] for c in carry]
+            out = []
+            for i in range(u):
+                current = tf.nest.flatten(step(*unpack(current + [w[i] for w in weight_chunk])))
+                out.append(current)
+            return [tf.stack(s) for s in zip(*out)]
+
+        states = tf.scan(forward_chunk, [chunks(w) for w in flat[num_state:]],
+                         initializer=[tf.stack([s] * u) for s in tf.nest.flatten(state0)])
+        flat_states = [unchunk(s) for s in states]
         # The state *entering* step j: Y_0 .. Y_{N-1}.
         entering = [
             tf.concat([s0[None], s[:-1]], axis=0) for s0, s in zip(flat[:num_state], flat_states)
@@ -100,26 +133,33 @@ def _fold_with_adjoint(step, state, weights):
                 tf.zeros_like(f) if g is None else g for g, f in zip(upstream, final)
             ]
 
-            def backward_step(carry, elems):
+            def backward_chunk(carry, elems):
                 adjoint_state, _ = carry
-                state_j, weights_j = elems
-                with tf.GradientTape() as tape:
-                    tape.watch(state_j + weights_j)
-                    out = step(*unpack(state_j + weights_j))
-                grads = tape.gradient(
-                    tf.nest.flatten(out), state_j + weights_j, output_gradients=adjoint_state
-                )
-                grads = [
-                    tf.zeros_like(v) if g is None else g
-                    for g, v in zip(grads, state_j + weights_j)
-                ]
-                return grads[:num_state], grads[num_state:]
+                entering_chunk, weight_chunk = elems
+                weight_grads = [None] * u
+                for i in reversed(range(u)):
+                    state_j = [s[i] for s in entering_chunk]
+                    weights_j = [w[i] for w in weight_chunk]
+                    with tf.GradientTape() as tape:
+                        tape.watch(state_j + weights_j)
+                        out = step(*unpack(state_j + weights_j))
+                    grads = tape.gradient(
+                        tf.nest.flatten(out), state_j + weights_j, output_gradients=adjoint_state
+                    )
+                    grads = [
+                        tf.zeros_like(v) if g is None else g
+                        for g, v in zip(grads, state_j + weights_j)
+                    ]
+                    adjoint_state, weight_grads[i] = grads[:num_state], grads[num_state:]
+                return adjoint_state, [tf.stack(g) for g in zip(*weight_grads)]
 
-            init = (upstream, [tf.zeros_like(w[0]) for w in flat[num_state:]])
+            init = (upstream, [tf.zeros_like(chunks(w)[0]) for w in flat[num_state:]])
             adjoints, weight_grads = tf.scan(
-                backward_step, (entering, list(flat[num_state:])), initializer=init, reverse=True
+                backward_chunk,
+                ([chunks(e) for e in entering], [chunks(w) for w in flat[num_state:]]),
+                initializer=init, reverse=True,
             )
-            return [a[0] for a in adjoints] + list(weight_grads)
+            return [a[0] for a in adjoints] + [unchunk(g) for g in weight_grads]
 
         return final, grad
 

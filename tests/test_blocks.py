@@ -6,7 +6,7 @@ import pytest
 from block_harness import run_block_test
 from zoo.blocks import ODEBlock, antisymmetric_block, leapfrog_block, resnet_block, verlet_block
 from zoo.dynamics import HamiltonianTwoStream, SingleLayer
-from zoo.integrators import ForwardEuler
+from zoo.integrators import ForwardEuler, Verlet
 
 ALL_BLOCKS = {
     "resnet": resnet_block,
@@ -205,13 +205,20 @@ def test_adjoint_fold_with_several_steps_an_iteration_matches_one_step_an_iterat
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def _verlet_y_first_block(depth, T, bias="scalar", **kwargs):
+    """A Verlet block that updates `Y` first (`Verlet(first="y")`)."""
+    return ODEBlock(Verlet(first="y"), HamiltonianTwoStream("dense", "free", "tanh", bias), depth, T, **kwargs)
+
+
 @pytest.mark.parametrize("make, bias, extra", [
     (resnet_block, "scalar", {}), (antisymmetric_block, "vector", {}), (resnet_block, "none", {}),
+    (verlet_block, "scalar", {}), (_verlet_y_first_block, "vector", {}),
+    (verlet_block, "none", {"momentum_channels": 2}),
 ])
 def test_training_steps_run_feature_major_with_the_same_function_and_gradient(make, bias, extra, rng,
                                                                             monkeypatch):
-    """Dense Euler layers train on a `(width, batch)` state (`zoo.feature_major`): the same
-    outputs and gradients as the `(batch, width)` path inference takes, in float64 to 1e-12."""
+    """Dense Euler and Verlet layers train on a `(width, batch)` state (`zoo.feature_major`): the
+    same outputs and gradients as the `(batch, width)` path inference takes, float64 to 1e-12."""
     import tensorflow as tf
 
     from zoo import blocks, feature_major
@@ -238,7 +245,7 @@ def test_training_steps_run_feature_major_with_the_same_function_and_gradient(ma
     assert float(np.max(np.abs(trained[0] - x))) > 1e-2  # the block does something
 
 
-def test_feature_major_steps_only_for_plain_dense_euler_layers():
+def test_feature_major_steps_only_for_plain_dense_euler_and_verlet_layers():
     from zoo.feature_major import feature_major_step
 
     def chosen(block):
@@ -246,7 +253,8 @@ def test_feature_major_steps_only_for_plain_dense_euler_layers():
 
     assert chosen(resnet_block(4, 1.0)) and chosen(antisymmetric_block(4, 1.0))
     assert not chosen(resnet_block(4, 1.0, operator="conv"))
-    assert not chosen(verlet_block(4, 1.0))
+    assert chosen(verlet_block(4, 1.0)) and chosen(_verlet_y_first_block(4, 1.0))
+    assert not chosen(verlet_block(4, 1.0, bias="per_stream"))
     assert not chosen(leapfrog_block(4, 1.0))  # its kernel is -C^T C, applied in two matmuls
 
 

@@ -291,15 +291,15 @@ class ODEBlock(keras.layers.Layer):
 
             return fold_steps_reversible(step, inverse, tuple(state), theta,
                                          on_reconstruction=self.reconstruction_error.assign)
-        if feature_major and not (return_states or reverse) and len(state) == 1 and len(state[0].shape) == 2:
+        if feature_major and not (return_states or reverse) and all(len(s.shape) == 2 for s in state):
             transposed = feature_major_step(self.integrator, self.dynamics, h)
             if transposed is not None:
-                (final,) = fold_steps(transposed, (ops.transpose(state[0]),), theta)
-                return (ops.transpose(final),)
+                final = fold_steps(transposed, tuple(ops.transpose(s) for s in state), theta)
+                return tuple(ops.transpose(s) for s in final)
         return fold_steps(step, tuple(state), theta, return_states=return_states, reverse=reverse)
 
     def call(self, inputs, training=None):
-        # Training steps of dense Euler layers run feature-major (`zoo.feature_major`).
+        # Training steps of dense Euler and Verlet layers run feature-major (`zoo.feature_major`).
         return self.final_output(self.propagate(self.initial_state(inputs), feature_major=bool(training)))
 
     def inverse(self, outputs):

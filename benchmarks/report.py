@@ -26,6 +26,11 @@ SECTIONS = (
      "width-8 dense speed-ups near 5x moved by up to 30% between runs of the same code (antisymmetric "
      "w=8 N=256: 4.3x, 6.1x and 4.9x in three runs on 2026-11-24), more than the zoo's and PyTorch's "
      "own spreads suggest."),
+    ("pointwise_xla", "PDE CNN: XLA on the element-wise part only",
+     "The R&H parabolic CNN's training step with its convolutions in TensorFlow (oneDNN) and only "
+     "the TV normalisation and ReLU between `K` and `K^T` compiled by XLA, against the step as "
+     "shipped (`benchmarks/pointwise_xla.py`): the middle way between the jit policy's choices for "
+     "conv nets."),
     ("input_pipeline", "Is training input-bound? tf.data against the model step",
      "Images per second of the recipes' Fashion-MNIST `tf.data` pipeline alone, of the bare "
      "compiled training step on an in-memory batch, and of `model.fit` on the pipeline "

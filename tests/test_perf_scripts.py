@@ -31,3 +31,30 @@ def test_input_pipeline_measures_and_reports(tmp_path):
     text = (tmp_path / "input_pipeline.md").read_text()
     assert "outside the 10% bound" in text and "**no**" in text  # the verdict follows the numbers
     assert (tmp_path / "input_pipeline.png").stat().st_size > 0
+
+
+def test_pointwise_xla_variant_computes_the_same_training_step():
+    """The benchmark's fused variant (TV norm and ReLU under XLA) is the same network: same
+    logits and gradients as the shipped model, to float32 round-off; a model without TV layers
+    is refused."""
+    import pytest
+    import tensorflow as tf
+
+    import zoo
+
+    bench = _script("pointwise_xla")
+    shipped = zoo.create(bench.MODEL)
+    fused = bench.fuse_pointwise(zoo.create(bench.MODEL))
+    fused.set_weights(shipped.get_weights())
+    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (2, 28, 28, 1)).astype("float32"))
+
+    def logits_and_gradients(model):
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            loss = tf.reduce_sum(logits ** 2)
+        return [logits] + tape.gradient(loss, model.trainable_weights)
+
+    for a, b in zip(logits_and_gradients(shipped), logits_and_gradients(fused)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(a))))
+    with pytest.raises(ValueError, match="no TV-normalised"):
+        bench.fuse_pointwise(zoo.create("hr17_antisymmetric_conv"))

@@ -7,8 +7,9 @@ block train in milliseconds (DESIGN.md section 3).
 
 For vector states (dense steps) the gradient of the TF fold is written as the discrete adjoint
 method (Haber & Ruthotto 2017, Sec. 4.4: back-propagation "is nothing but a particular
-implementation of the adjoint method"): the forward pass stores the `N` states, the backward
-pass runs the steps in reverse and takes each step's vector-Jacobian product with a local tape.
+implementation of the adjoint method"): the forward pass stores the state entering every chunk
+of `STEPS_PER_ITERATION` steps, the backward pass runs the chunks in reverse and takes each
+chunk's vector-Jacobian product with a local tape over its steps.
 It is the exact gradient of the discrete network, and measured 2x faster than TF's generic
 while-loop gradient under XLA (N = 1024, width 2: 7.2 ms vs 14.3 ms a step on 2 cores), whose
 per-iteration accumulators dominate for tiny steps. For image states (a convolution per step)
@@ -78,13 +79,16 @@ def _flatten(state, weights):
     return flat_state, flat_weights, unpack
 
 
-# Steps per loop iteration of the adjoint fold. A dense step is a handful of tiny ops, and each
-# iteration of an XLA CPU while loop costs about as much again (its condition, counter and slicing
-# run as separate kernels); four steps an iteration took 18% off a width-8, N = 256 forward and
-# adjoint (2 cores), eight gained under 2% more and compiled twice as long. The steps and their
-# order are unchanged: the compiled results are bit for bit those of one step an iteration at
-# batch 32, and within float32 round-off at batch 1, where XLA fuses the regrouped steps' 1-row
-# matmuls differently (tested).
+# Steps per loop iteration of the adjoint fold (a chunk). A dense step is a handful of tiny ops,
+# and each iteration of an XLA CPU while loop costs about as much again (its condition, counter
+# and slicing run as separate kernels): four steps an iteration took 18% off a width-8, N = 256
+# forward and adjoint (2 cores); eight gained under 2% more and compiled twice as long. Only the
+# state entering each chunk is stored, and the adjoint pass re-runs the chunk under its tape (it
+# re-ran every step before too): N / 4 stored states, 6% off the width-8 antisymmetric training
+# step at N = 256 and 12% at N = 1,024 in paired runs (the stored states left the 1 MB L2 cache).
+# The steps and their order are unchanged: the compiled results are bit for bit those of one step
+# an iteration at batch 32, and within float32 round-off at batch 1, where XLA fuses the 1-row
+# matmuls of a chunk differently (tested).
 STEPS_PER_ITERATION = 4
 
 
@@ -107,26 +111,23 @@ def _fold_with_adjoint(step, state, weights, unroll=None):
     def unchunk(t):  # (N / u, u, ...) -> (N, ...)
         return tf.reshape(t, tf.concat([[depth], tf.shape(t)[2:]], 0))
 
+    def run_chunk(current, weight_slices):
+        """The `u` steps of one chunk from the flat state `current`; `weight_slices[i]` is step
+        `i`'s flat weights."""
+        for weights_i in weight_slices:
+            current = tf.nest.flatten(step(*unpack(list(current) + list(weights_i))))
+        return current
+
     @tf.custom_gradient
     def run(*flat):
-        state0, _ = unpack(flat)
-
-        def forward_chunk(carry, weight_chunk):
-            # Emits the `u` states *entering* the chunk's steps (what the adjoint needs), and
-            # carries the state leaving it.
-            _, current = carry
-            entering = []
-            for i in range(u):
-                entering.append(current)
-                current = tf.nest.flatten(step(*unpack(current + [w[i] for w in weight_chunk])))
-            return [tf.stack(s) for s in zip(*entering)], current
-
-        flat_state0 = tf.nest.flatten(state0)
-        entering, leaving = tf.scan(
-            forward_chunk, [chunks(w) for w in flat[num_state:]],
-            initializer=([tf.stack([s] * u) for s in flat_state0], flat_state0),
+        flat_state0, flat_stacked = list(flat[:num_state]), list(flat[num_state:])
+        # Only the state entering each chunk is stored (N / u states, not N): the adjoint pass
+        # runs each chunk's steps again under a tape anyway, for their vector-Jacobian products.
+        leaving = tf.scan(
+            lambda current, chunk: run_chunk(current, [[w[i] for w in chunk] for i in range(u)]),
+            [chunks(w) for w in flat_stacked], initializer=flat_state0,
         )
-        entering = [unchunk(s) for s in entering]  # Y_0 .. Y_{N-1}: the state entering step j
+        entering = [tf.concat([s0[None], s[:-1]], axis=0) for s0, s in zip(flat_state0, leaving)]
         final = [s[-1] for s in leaving]
 
         def grad(*upstream):
@@ -136,28 +137,21 @@ def _fold_with_adjoint(step, state, weights, unroll=None):
 
             def backward_chunk(carry, elems):
                 adjoint_state, _ = carry
-                entering_chunk, weight_chunk = elems
-                weight_grads = [None] * u
-                for i in reversed(range(u)):
-                    state_j = [s[i] for s in entering_chunk]
-                    weights_j = [w[i] for w in weight_chunk]
-                    with tf.GradientTape() as tape:
-                        tape.watch(state_j + weights_j)
-                        out = step(*unpack(state_j + weights_j))
-                    grads = tape.gradient(
-                        tf.nest.flatten(out), state_j + weights_j, output_gradients=adjoint_state
-                    )
-                    grads = [
-                        tf.zeros_like(v) if g is None else g
-                        for g, v in zip(grads, state_j + weights_j)
-                    ]
-                    adjoint_state, weight_grads[i] = grads[:num_state], grads[num_state:]
-                return adjoint_state, [tf.stack(g) for g in zip(*weight_grads)]
+                entry, chunk = elems
+                weight_slices = [[w[i] for w in chunk] for i in range(u)]
+                sources = list(entry) + [w for weights_i in weight_slices for w in weights_i]
+                with tf.GradientTape() as tape:
+                    tape.watch(sources)
+                    out = run_chunk(entry, weight_slices)
+                grads = tape.gradient(out, sources, output_gradients=adjoint_state)
+                grads = [tf.zeros_like(v) if g is None else g for g, v in zip(grads, sources)]
+                per_step = [grads[num_state + i * len(chunk): num_state + (i + 1) * len(chunk)]
+                            for i in range(u)]
+                return grads[:num_state], [tf.stack(g) for g in zip(*per_step)]
 
-            init = (upstream, [tf.zeros_like(chunks(w)[0]) for w in flat[num_state:]])
+            init = (upstream, [tf.zeros_like(chunks(w)[0]) for w in flat_stacked])
             adjoints, weight_grads = tf.scan(
-                backward_chunk,
-                ([chunks(e) for e in entering], [chunks(w) for w in flat[num_state:]]),
+                backward_chunk, (entering, [chunks(w) for w in flat_stacked]),
                 initializer=init, reverse=True,
             )
             return [a[0] for a in adjoints] + [unchunk(g) for g in weight_grads]

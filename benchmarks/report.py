@@ -22,10 +22,12 @@ SECTIONS = (
      "a user gets: `compile` without `jit_compile`, so `zoo.jit_policy` decides) and in a "
      "hand-written PyTorch peer with the same weights and math (`benchmarks/peers/`), eager and "
      "`torch.compile`, in one process per comparison (`benchmarks/vs_pytorch.py`). Dense forward-Euler "
-     "layers train on a feature-major state (`zoo.feature_major`). On this shared 2-core machine the "
-     "width-8 dense speed-ups near 5x moved by up to 30% between runs of the same code (antisymmetric "
-     "w=8 N=256: 4.3x, 6.1x and 4.9x in three runs on 2026-11-24), more than the zoo's and PyTorch's "
-     "own spreads suggest."),
+     "and Verlet layers train on a feature-major state (`zoo.feature_major`), and the dense adjoint "
+     "loop runs and stores 4-step chunks (`zoo.depth_loop`). On this shared 2-core machine the "
+     "width-8 dense speed-ups near 5x move by up to 30% between runs of the same code: with this "
+     "code, antisymmetric w=8 N=256 measured 5.3x in the table's run and 4.7x and 4.6x in two "
+     "reruns of that comparison alone right after it (`compare()` on that one spec), on 2026-11-24; "
+     "its zoo step ranged 5.2-8.0 ms in those runs and 4.1 ms in a quiet one."),
     ("pointwise_xla", "PDE CNN: XLA on the element-wise part only",
      "The R&H parabolic CNN's training step with its convolutions in TensorFlow (oneDNN) and only "
      "the TV normalisation and ReLU between `K` and `K^T` compiled by XLA, against the step as "

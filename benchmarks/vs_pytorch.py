@@ -504,7 +504,9 @@ def _conv_bound(r):
             f"of {zoo_ms - zoo_conv:.0f} ms (PyTorch eager spends {torch_ms - torch_conv:.0f} ms on its own). Run op by "
             f"op, each of those streams the whole activation through memory; the largest, in ms of operator time per "
             f"step: {others}. Fusing them is what XLA does, and XLA's CPU convolutions are far slower (see the "
-            f"depth-scaling table below), which is why the jit policy keeps conv nets off XLA on CPU.")
+            f"depth-scaling table below), which is why the jit policy keeps conv nets off XLA on CPU; XLA on the "
+            f"element-wise part alone, with the convolutions left to oneDNN, did not speed the step up either "
+            f"(`benchmarks/pointwise_xla.py`, section below).")
 
 
 def notes(results):

@@ -97,13 +97,13 @@ def steps_per_iteration(depth):
     return next(u for u in (STEPS_PER_ITERATION, 2, 1) if depth % u == 0)
 
 
-def _fold_with_adjoint(step, state, weights, unroll=None):
+def _fold_with_adjoint(step, state, weights):
     import tensorflow as tf
 
     flat_state, flat_weights, unpack = _flatten(state, weights)
     num_state = len(flat_state)
     depth = flat_weights[0].shape[0]
-    u = steps_per_iteration(depth) if unroll is None else unroll
+    u = steps_per_iteration(depth)
 
     def chunks(t):  # (N, ...) -> (N / u, u, ...)
         return tf.reshape(t, tf.concat([[depth // u, u], tf.shape(t)[1:]], 0))

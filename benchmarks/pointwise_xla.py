@@ -72,7 +72,7 @@ def main():
     for name, prepare in (("as shipped (no XLA)", lambda m: m), ("element-wise part under XLA", fuse_pointwise)):
         model = prepare(zoo.create(MODEL))
         model.compile(*vp.keras_training(spec))
-        variants[name] = (vp.zoo_fn(model, dict(spec), x, y), None)
+        variants[name] = (vp.zoo_fn(model, spec, x, y), None)
     load = os.getloadavg()[0]
     start = time.perf_counter()
     timings = vp.time_alternating(variants, **vp.SETTINGS["full"]["image"])

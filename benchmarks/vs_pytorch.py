@@ -186,6 +186,17 @@ def time_calls(fn, warmup, repeats, budget_s, min_repeats=MIN_REPEATS, first_lim
             "steps": len(times)}
 
 
+@contextlib.contextmanager
+def torch_threads(threads):
+    """PyTorch on `threads` threads inside the block (None: unchanged), THREADS[0] after it."""
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(THREADS[0])
+
+
 def first_and_warmup(fn, warmup, budget_s, first_limit_s=None):
     """`(seconds, end time)` of the first call of `fn` (interrupted after `first_limit_s`), after
     which up to `warmup` untimed calls run within `budget_s / 4`."""
@@ -211,14 +222,6 @@ def time_alternating(variants, warmup, repeats, budget_s, min_repeats=MIN_REPEAT
     falls on all of them alike. `threads`: PyTorch's thread count for that variant, or None.
     Medians and percentiles over all timed calls of a variant.
     """
-    def with_threads(threads, call):
-        if threads is not None:
-            torch.set_num_threads(threads)
-        try:
-            return call()
-        finally:
-            torch.set_num_threads(THREADS[0])
-
     calls, least = -(-repeats // rounds), -(-min_repeats // rounds)
     seconds, budget = min_seconds / rounds, budget_s / rounds
 
@@ -233,12 +236,15 @@ def time_alternating(variants, warmup, repeats, budget_s, min_repeats=MIN_REPEAT
             samples.append(1e3 * (time.perf_counter() - call_start))
             count += 1
 
-    first = {name: with_threads(threads, lambda fn=fn: first_and_warmup(fn, warmup, budget_s)[0])
-             for name, (fn, threads) in variants.items()}
+    first = {}
+    for name, (fn, threads) in variants.items():
+        with torch_threads(threads):
+            first[name] = first_and_warmup(fn, warmup, budget_s)[0]
     times = {name: [] for name in variants}
     for _ in range(rounds):
         for name, (fn, threads) in variants.items():
-            with_threads(threads, lambda fn=fn, samples=times[name]: one_round(fn, samples))
+            with torch_threads(threads):
+                one_round(fn, times[name])
     out = {}
     for name, samples in times.items():
         p10, p50, p90 = np.percentile(samples, [10, 50, 90])
@@ -304,12 +310,9 @@ def time_torch(fn, timing, key, label, depth, history, first_limit_s=None):
         if skip:
             out[str(threads)] = skip
             continue
-        torch.set_num_threads(threads)
-        try:
+        with torch_threads(threads):
             limit = first_limit_s if threads == THREADS[0] else None
             out[str(threads)] = time_calls(fn, **timing, first_limit_s=limit)
-        finally:
-            torch.set_num_threads(THREADS[0])
         if depth:
             history[variant] = {"depth": depth, "label": label, **out[str(threads)]}
     return out

@@ -120,12 +120,13 @@ def _fold_with_adjoint(step, state, weights):
 
     @tf.custom_gradient
     def run(*flat):
-        flat_state0, flat_stacked = list(flat[:num_state]), list(flat[num_state:])
+        flat_state0 = list(flat[:num_state])
+        chunked = [chunks(w) for w in flat[num_state:]]
         # Only the state entering each chunk is stored (N / u states, not N): the adjoint pass
         # runs each chunk's steps again under a tape anyway, for their vector-Jacobian products.
         leaving = tf.scan(
             lambda current, chunk: run_chunk(current, [[w[i] for w in chunk] for i in range(u)]),
-            [chunks(w) for w in flat_stacked], initializer=flat_state0,
+            chunked, initializer=flat_state0,
         )
         entering = [tf.concat([s0[None], s[:-1]], axis=0) for s0, s in zip(flat_state0, leaving)]
         final = [s[-1] for s in leaving]
@@ -149,9 +150,9 @@ def _fold_with_adjoint(step, state, weights):
                             for i in range(u)]
                 return grads[:num_state], [tf.stack(g) for g in zip(*per_step)]
 
-            init = (upstream, [tf.zeros_like(chunks(w)[0]) for w in flat_stacked])
+            init = (upstream, [tf.zeros_like(w[0]) for w in chunked])
             adjoints, weight_grads = tf.scan(
-                backward_chunk, (entering, [chunks(w) for w in flat_stacked]),
+                backward_chunk, (entering, chunked),
                 initializer=init, reverse=True,
             )
             return [a[0] for a in adjoints] + [unchunk(g) for g in weight_grads]

@@ -3,7 +3,7 @@
     python benchmarks/vs_pytorch.py && python benchmarks/input_pipeline.py && python benchmarks/depth_scaling.py \
         && python benchmarks/reversible_memory.py && python benchmarks/reversible_drift.py && python benchmarks/report.py
 
-or all of it: `make benchmarks`.
+or all of it: `make bench`.
 
 Each benchmark script writes its own table (`results/<name>.md`, plus a PNG); this script puts
 them under one heading per benchmark with the machine they ran on.
@@ -24,10 +24,11 @@ SECTIONS = (
      "`torch.compile`, in one process per comparison (`benchmarks/vs_pytorch.py`). Dense forward-Euler "
      "and Verlet layers train on a feature-major state (`zoo.feature_major`), and the dense adjoint "
      "loop runs and stores 4-step chunks (`zoo.depth_loop`). On this shared 2-core machine the "
-     "width-8 dense speed-ups near 5x move by up to 30% between runs of the same code: with this "
-     "code, antisymmetric w=8 N=256 measured 5.3x in the table's run and 4.7x and 4.6x in two "
-     "reruns of that comparison alone right after it (`compare()` on that one spec), on 2026-11-24; "
-     "its zoo step ranged 5.2-8.0 ms in those runs and 4.1 ms in a quiet one."),
+     "width-8 dense speed-ups near 5x move by up to 30% between runs of the same code. With this "
+     "code, antisymmetric w=8 N=256 measured 5.9x in the table's run (2026-11-25) and 5.9x to 6.7x "
+     "in six more runs that day (the whole dense group once, that comparison alone five times: "
+     "`compare()` on that one spec), its zoo step 3.3-4.3 ms; on 2026-11-24, in a slower phase of "
+     "the machine (zoo step 5.2-8.0 ms, PyTorch 23-28 ms), it measured 4.6x to 5.3x."),
     ("pointwise_xla", "PDE CNN: XLA on the element-wise part only",
      "The R&H parabolic CNN's training step with its convolutions in TensorFlow (oneDNN) and only "
      "the TV normalisation and ReLU between `K` and `K^T` compiled by XLA, against the step as "

@@ -647,7 +647,7 @@ def _merge(path, results, groups):
         return results
     with open(path) as f:
         kept = [r for r in json.load(f)["results"] if r["group"] not in groups]
-    return kept + results
+    return sorted(kept + results, key=lambda r: GROUPS.index(r["group"]))  # stable: specs() order within a group
 
 
 def run(groups, mode):

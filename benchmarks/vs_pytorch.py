@@ -77,8 +77,8 @@ ROUNDS = 3  # the zoo and PyTorch eager take turns (`time_alternating`)
 
 # warm-up steps, timed steps, and the seconds after which a variant stops at MIN_REPEATS steps
 # (`min_seconds`: fast steps are timed for at least that long. The zoo's first few calls after
-# PyTorch's turn are slower, its thread pool waking up: 4.5-5.8 ms against 2.8 ms for the PDE
-# CNN at batch 1, which 10 calls in 3 rounds had put into the median.)
+# PyTorch's turn are slower, likely its thread pool waking up: 4.5-5.8 ms against 2.8 ms for the
+# PDE CNN at batch 1, which 10 calls in 3 rounds had put into the median.)
 SETTINGS = {
     "full": {"dense": dict(warmup=3, repeats=20, budget_s=6.0, min_seconds=1.5),
              "image": dict(warmup=2, repeats=10, budget_s=10.0, min_seconds=1.5),

@@ -1,7 +1,8 @@
 """Assemble docs/performance.md from the benchmark results in benchmarks/results/.
 
-    python benchmarks/vs_pytorch.py && python benchmarks/input_pipeline.py && python benchmarks/depth_scaling.py \
-        && python benchmarks/reversible_memory.py && python benchmarks/reversible_drift.py && python benchmarks/report.py
+    python benchmarks/vs_pytorch.py && python benchmarks/pointwise_xla.py && python benchmarks/input_pipeline.py \
+        && python benchmarks/depth_scaling.py && python benchmarks/reversible_memory.py \
+        && python benchmarks/reversible_drift.py && python benchmarks/report.py
 
 or all of it: `make bench`.
 

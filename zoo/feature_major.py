@@ -16,12 +16,43 @@ from __future__ import annotations
 __all__ = ["feature_major_step"]
 
 
+class _FeatureMajorRates:
+    """The rates of a dense `SingleLayer` / `HamiltonianTwoStream` on transposed states.
+
+    Each rate takes and returns `(width, batch)` tensors, so the integrator's own `step` runs the
+    scheme unchanged on them: `F(Y)^T = sigma(K^T Y^T + b)` (`__call__`), the momentum rate
+    `-sigma(Y K + b)^T` and the position rate `sigma(Z K^T + b)^T`.
+    """
+
+    def __init__(self, dynamics):
+        import tensorflow as tf
+
+        self._matmul = tf.matmul
+        self._dynamics = dynamics
+
+    def _sigma(self, z_t, theta):  # sigma(Z + b)^T from Z^T
+        bias = self._dynamics.bias
+        if bias != "none":
+            z_t = z_t + (theta["bias"][:, None] if bias == "vector" else theta["bias"])
+        return self._dynamics.activation_fn(z_t)
+
+    def __call__(self, theta, y_t):  # sigma(Y K + b)^T
+        return self._sigma(self._matmul(theta["kernel"], y_t, transpose_a=True), theta)
+
+    def momentum_rate(self, theta, y_t):
+        return -self(theta, y_t)
+
+    def position_rate(self, theta, z_t):  # sigma(Z K^T + b)^T
+        return self._sigma(self._matmul(theta["kernel"], z_t), theta)
+
+
 def feature_major_step(integrator, dynamics, h):
     """`step(carry, theta_j)` on the transposed state (`(Y^T,)` or `(Y^T, Z^T)`), or None.
 
     Supported: a dense operator applied as a plain matmul (free or antisymmetric kernel) with a
     scalar, vector or no bias, in a forward-Euler `SingleLayer` or a Verlet
     `HamiltonianTwoStream` (H&R 2017, Eq. 4.15); anything else gets None (the usual layout).
+    The integrator's `step` runs on the transposed rates (`_FeatureMajorRates`).
     """
     import keras
 
@@ -30,39 +61,16 @@ def feature_major_step(integrator, dynamics, h):
     from zoo.operators import DenseOperator, Parametrization
 
     parametrization = type(dynamics.parametrization)
-    if not (keras.backend.backend() == "tensorflow" and type(dynamics.operator) is DenseOperator
+    supported = {(ForwardEuler, SingleLayer), (Verlet, HamiltonianTwoStream)}
+    if not (keras.backend.backend() == "tensorflow" and (type(integrator), type(dynamics)) in supported
+            and type(dynamics.operator) is DenseOperator
             and parametrization.apply is Parametrization.apply
             and parametrization.adjoint is Parametrization.adjoint
             and dynamics.bias in ("scalar", "vector", "none")):
         return None
-    import tensorflow as tf
+    rates = _FeatureMajorRates(dynamics)
 
-    def sigma(z_t, theta):
-        """`sigma(Z + b)^T` from `Z^T`."""
-        if dynamics.bias != "none":
-            z_t = z_t + (theta["bias"][:, None] if dynamics.bias == "vector" else theta["bias"])
-        return dynamics.activation_fn(z_t)
+    def step(carry, theta):
+        return tuple(integrator.step(rates, theta, carry, h))
 
-    if type(integrator) is ForwardEuler and type(dynamics) is SingleLayer:
-        def euler_step(carry, theta):
-            (y_t,) = carry
-            return (y_t + h * sigma(tf.matmul(theta["kernel"], y_t, transpose_a=True), theta),)  # (Y K)^T
-
-        return euler_step
-    if type(integrator) is Verlet and type(dynamics) is HamiltonianTwoStream:
-        def momentum(theta, y_t):  # (-sigma(Y K + b))^T
-            return -sigma(tf.matmul(theta["kernel"], y_t, transpose_a=True), theta)
-
-        def position(theta, z_t):  # sigma(Z K^T + b)^T
-            return sigma(tf.matmul(theta["kernel"], z_t), theta)
-
-        def verlet_step(carry, theta):
-            y_t, z_t = carry
-            if integrator.first == "y":
-                y_t = y_t + h * position(theta, z_t)
-                return (y_t, z_t + h * momentum(theta, y_t))
-            z_t = z_t + h * momentum(theta, y_t)
-            return (y_t + h * position(theta, z_t), z_t)
-
-        return verlet_step
-    return None
+    return step

@@ -25,11 +25,13 @@ SECTIONS = (
      "`torch.compile`, in one process per comparison (`benchmarks/vs_pytorch.py`). Dense forward-Euler "
      "and Verlet layers train on a feature-major state (`zoo.feature_major`), and the dense adjoint "
      "loop runs and stores 4-step chunks (`zoo.depth_loop`). On this shared 2-core machine the "
-     "width-8 dense speed-ups near 5x move by up to 30% between runs of the same code. With this "
-     "code, antisymmetric w=8 N=256 measured 5.9x in the table's run (2026-11-25) and 5.9x to 6.7x "
-     "in six more runs that day (the whole dense group once, that comparison alone five times: "
-     "`compare()` on that one spec), its zoo step 3.3-4.3 ms; on 2026-11-24, in a slower phase of "
-     "the machine (zoo step 5.2-8.0 ms, PyTorch 23-28 ms), it measured 4.6x to 5.3x."),
+     "width-8 dense speed-ups near 5x move by up to 30% between runs of the same code, and the zoo "
+     "slows more than PyTorch when the machine is busy. Antisymmetric w=8 N=256 measured 5.9x in the "
+     "table's run and 4.3x to 6.7x in eleven more runs on 2026-11-25 (the dense group once, that "
+     "comparison alone ten times: `compare()` on that one spec), two of them under 5x: the zoo step "
+     "took 3.3-3.6 ms in the quiet runs and 5.1-5.4 ms in the two slow ones, PyTorch 20-22 ms and "
+     "23.4-23.6 ms. Verlet w=8 N=256 measured 4.2x to 7.8x in eleven runs, one under 5x. On "
+     "2026-11-24 antisymmetric w=8 N=256 measured 4.6x to 5.3x."),
     ("pointwise_xla", "PDE CNN: XLA on the element-wise part only",
      "The R&H parabolic CNN's training step with its convolutions in TensorFlow (oneDNN) and only "
      "the TV normalisation and ReLU between `K` and `K^T` compiled by XLA, against the step as "

@@ -29,7 +29,7 @@ SECTIONS = (
      "slows more than PyTorch when the machine is busy. Antisymmetric w=8 N=256 measured 5.9x in the "
      "table's run and 4.3x to 6.7x in eleven more runs on 2026-11-25 (the dense group once, that "
      "comparison alone ten times: `compare()` on that one spec), two of them under 5x: the zoo step "
-     "took 3.3-3.6 ms in the quiet runs and 5.1-5.4 ms in the two slow ones, PyTorch 20-22 ms and "
+     "took 3.3-3.6 ms in the quiet runs and 5.1-5.4 ms in the two slow ones, PyTorch 19-24 ms and "
      "23.4-23.6 ms. Verlet w=8 N=256 measured 4.2x to 7.8x in eleven runs, one under 5x. On "
      "2026-11-24 antisymmetric w=8 N=256 measured 4.6x to 5.3x."),
     ("pointwise_xla", "PDE CNN: XLA on the element-wise part only",

@@ -38,6 +38,7 @@ examples: $(VENV)/.demo-installed
 # Speed and memory benchmarks (scripts, not tests), then docs/performance.md from their results.
 bench: $(VENV)/.test-installed
 	$(PY) benchmarks/vs_pytorch.py
+	$(PY) benchmarks/speedup_spread.py
 	$(PY) benchmarks/pointwise_xla.py
 	$(PY) benchmarks/input_pipeline.py
 	$(PY) benchmarks/depth_scaling.py

@@ -1,6 +1,7 @@
 """Assemble docs/performance.md from the benchmark results in benchmarks/results/.
 
-    python benchmarks/vs_pytorch.py && python benchmarks/pointwise_xla.py && python benchmarks/input_pipeline.py \
+    python benchmarks/vs_pytorch.py && python benchmarks/speedup_spread.py && python benchmarks/pointwise_xla.py \
+        && python benchmarks/input_pipeline.py \
         && python benchmarks/depth_scaling.py && python benchmarks/reversible_memory.py \
         && python benchmarks/reversible_drift.py && python benchmarks/report.py
 

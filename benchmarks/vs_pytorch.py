@@ -52,6 +52,7 @@ import signal
 import sys
 import tempfile
 import time
+from typing import Callable, NamedTuple
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 if __package__ in (None, ""):  # run as a script: make `benchmarks.peers` importable
@@ -342,6 +343,31 @@ def compile_reason_to_skip(spec, history, enabled):
 
 
 
+class Sides(NamedTuple):
+    """Both sides of a comparison: the compiled zoo model, its PyTorch peer, one step of each, and
+    the peer's input batch (for `torch.compile`)."""
+
+    model: keras.Model
+    module: torch.nn.Module
+    zoo_step: Callable
+    eager_step: Callable
+    torch_x: torch.Tensor
+    torch_y: torch.Tensor
+
+
+def setup(spec):
+    """`Sides` of `spec`: the zoo model compiled as a user compiles it, and its PyTorch peer holding
+    the same weights, each with one step on `make_data(spec)`."""
+    keras.backend.clear_session()
+    model = zoo.create(spec["model"], **spec["overrides"])
+    module = peers.peer(spec["model"], **spec["overrides"])
+    peers.assert_same_param_count(module, model)
+    peers.load_from_keras(module, model)  # both sides start from the same weights
+    x, y, tx, ty = make_data(spec)
+    model.compile(*keras_training(spec))  # no jit_compile: the zoo's default policy decides
+    return Sides(model, module, zoo_fn(model, spec, x, y), torch_fn(module, module, spec, tx, ty), tx, ty)
+
+
 def compare(spec, mode="full", history=None, compile_torch=None):
     """Time `spec` in the zoo, PyTorch eager and `torch.compile`; returns the result record."""
     settings = SETTINGS[mode]
@@ -349,18 +375,8 @@ def compare(spec, mode="full", history=None, compile_torch=None):
     history = {} if history is None else history
     compile_torch = settings["compile"] if compile_torch is None else compile_torch
     load_before = os.getloadavg()[0]
-    keras.backend.clear_session()
-    model = zoo.create(spec["model"], **spec["overrides"])
-    module = peers.peer(spec["model"], **spec["overrides"])
-    peers.assert_same_param_count(module, model)
-    peers.load_from_keras(module, model)  # both sides start from the same weights
-    x, y, tx, ty = make_data(spec)
-
-    model.compile(*keras_training(spec))  # no jit_compile: the zoo's default policy decides
-    zoo_step = zoo_fn(model, spec, x, y)
-
+    model, module, zoo_step, eager_fn, tx, ty = setup(spec)
     depth = spec.get("depth", 0)
-    eager_fn = torch_fn(module, module, spec, tx, ty)
     eager_key = f"{spec['series']}/{spec['task']}/eager"
     skipped = {t: too_slow(history, f"{eager_key}/{t}", depth) for t in THREADS}
     variants = {"zoo": (zoo_step, None)} | {t: (eager_fn, t) for t in THREADS if not skipped[t]}

@@ -58,3 +58,37 @@ def test_pointwise_xla_variant_computes_the_same_training_step():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4 * float(np.max(np.abs(a))))
     with pytest.raises(ValueError, match="no TV-normalised"):
         bench.fuse_pointwise(zoo.create("hr17_antisymmetric_conv"))
+
+
+def test_speedup_spread_repeats_traces_and_judges_from_the_samples(tmp_path):
+    """Both dense networks are compared and traced (tiny sizes); the verdict counts the samples
+    under 5x, so it turns when one run or trace cycle falls short."""
+    import pytest
+
+    bench = _script("speedup_spread")
+    record = bench.run(width=2, depth=16, runs=1, trace_seconds=0.5, mode="quick", neighbour_rounds=1)
+    assert [r["series"] for r in record["repeats"]] == ["antisymmetric w=2", "verlet w=2"]
+    assert [(r["series"], r["neighbour"]) for r in record["neighbours"]] == [
+        (series, kind) for series in ("antisymmetric w=2", "verlet w=2") for kind in ("none", "cpu", "memory")]
+    for row in record["neighbours"]:
+        assert row["speedup"] == pytest.approx(row["torch_ms"] / row["zoo_ms"]) and row["torch_1_ms"] > 0
+    for row in record["repeats"]:
+        assert row["speedup"] == pytest.approx(row["torch_ms"] / row["zoo_ms"])
+    for trace in record["traces"]:
+        assert trace["cycles"] and all(c["zoo_steps"] >= 3 and c["torch_1_steps"] >= 3 for c in trace["cycles"])
+        for cycle in trace["cycles"]:
+            assert cycle["speedup"] == pytest.approx(cycle["torch_ms"] / cycle["zoo_ms"])
+    for row in record["repeats"]:
+        row["speedup"] = 6.0
+    for cycle in (c for t in record["traces"] for c in t["cycles"]):
+        cycle["speedup"] = 5.5
+    assert "At least 5x in all 2 runs" in bench.verdict(record)
+    record["traces"][1]["cycles"][0]["speedup"] = 4.9
+    assert "under 5x in 0 of 2 runs and 1 of" in bench.verdict(record)
+    text = bench.render(record)
+    assert "| antisymmetric w=2 N=16 | 1 | 6.00 (6.00-6.00) | 0 |" in text and "lowest x4.90" in text
+    assert "| verlet w=2 N=16 train b=256 | memory |" in text
+    bench.plot(record, str(tmp_path / "spread.png"))
+    assert (tmp_path / "spread.png").stat().st_size > 1000
+    with pytest.raises(SystemExit):
+        bench.main(["--runs", "0"])

@@ -1,6 +1,7 @@
-"""How far the dense speed-ups nearest 5x move on this shared machine: repeated runs and a trace.
+"""How far the dense speed-ups nearest 5x move on this shared machine: repeats, a trace, neighbours.
 
-    python benchmarks/speedup_spread.py [--runs 10] [--trace-seconds 60] [--width 8] [--depth 256] [--quick]
+    python benchmarks/speedup_spread.py [--runs 10] [--trace-seconds 60] [--neighbour-rounds 2]
+                                        [--width 8] [--depth 256] [--quick] [--report-only]
 
 `benchmarks/vs_pytorch.py` measures each comparison once. On a shared machine one run is one
 sample of its slow and quiet phases, and the width-8 dense networks at N = 256 sit near the 5x
@@ -20,7 +21,8 @@ target of issue 12. This script measures how far they move:
    neighbour, in alternating rounds: which kind of neighbour slows which framework.
 
 Writes benchmarks/results/speedup_spread.{json,md,png} (`--quick`: N = 16, width 2, one run, a
-2-second trace, to `speedup_spread_quick.*`).
+2-second trace, one neighbour round, to `speedup_spread_quick.*`; `--report-only` rewrites the
+table and figure from the JSON).
 """
 
 from __future__ import annotations
@@ -176,15 +178,21 @@ def render(record):
                      f"{_spread([r['torch_ms'] for r in rows])} | {min(loads):.1f}-{max(loads):.1f} |")
     lines += ["", f"## Trace: {record['traces'][0]['block_s']} s blocks, zoo and PyTorch eager taking turns", "",
               "| comparison | cycles | speed-up median (min-max) | cycles under 5x | zoo ms p10 / p50 / p90 | "
-              "torch eager ms p10 / p50 / p90 |", "|---|---|---|---|---|---|"]
+              "torch eager ms p10 / p50 / p90 | zoo slowest / median | torch slowest / median |",
+              "|---|---|---|---|---|---|---|---|"]
     for t in record["traces"]:
         cycles = t["cycles"]
 
         def pct(key):
             return " / ".join(f"{v:.2f}" for v in np.percentile([c[key] for c in cycles], [10, 50, 90]))
 
+        def slowest(key):
+            values = [c[key] for c in cycles]
+            return f"x{max(values) / np.median(values):.2f}"
+
         lines.append(f"| {t['label']} | {len(cycles)} | {_spread([c['speedup'] for c in cycles])} | "
-                     f"{sum(c['speedup'] < TARGET for c in cycles)} | {pct('zoo_ms')} | {pct('torch_ms')} |")
+                     f"{sum(c['speedup'] < TARGET for c in cycles)} | {pct('zoo_ms')} | {pct('torch_ms')} | "
+                     f"{slowest('zoo_ms')} | {slowest('torch_ms')} |")
     if record.get("neighbours"):
         threads = vs_pytorch.THREADS
         lines += ["", "## Neighbours: another process on the second core", "",
@@ -195,8 +203,23 @@ def render(record):
         for row in record["neighbours"]:
             lines.append(f"| {row['label']} | {row['neighbour']} | {row['zoo_ms']:.2f} | "
                          + " | ".join(f"{row[f'torch_{t}_ms']:.1f}" for t in threads) + f" | x{row['speedup']:.2f} |")
+        lines += [""] + neighbour_effects(record["neighbours"])
     lines += ["", "## Verdict", "", verdict(record), ""]
     return "\n".join(lines)
+
+
+def neighbour_effects(rows):
+    """Per network: each side's step time with each neighbour over its time with none."""
+    lines = []
+    for series in dict.fromkeys(r["series"] for r in rows):
+        by_kind = {r["neighbour"]: r for r in rows if r["series"] == series}
+        alone = by_kind["none"]
+        effects = [f"with the `{kind}` neighbour the zoo's step took x{by_kind[kind]['zoo_ms'] / alone['zoo_ms']:.2f} "
+                   f"its time alone and PyTorch eager's (faster thread count) "
+                   f"x{by_kind[kind]['torch_ms'] / alone['torch_ms']:.2f}"
+                   for kind in NEIGHBOURS if kind != "none"]
+        lines.append(f"- {series}: " + "; ".join(effects) + ".")
+    return lines
 
 
 def verdict(record):
@@ -290,6 +313,7 @@ def main(argv=None):
     parser.add_argument("--neighbour-rounds", type=int, default=2,
                         help="rounds of the neighbour comparison (0: skip it)")
     parser.add_argument("--quick", action="store_true", help="N = 16, width 2, one run, a 2 s trace, one round")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the table and figure from the JSON")
     args = parser.parse_args(argv)
     for name in ("runs", "width", "depth"):
         if getattr(args, name) < 1:
@@ -300,11 +324,15 @@ def main(argv=None):
         args.width, args.depth, args.runs, args.trace_seconds, args.neighbour_rounds = 2, 16, 1, 2.0, 1
     if args.neighbour_rounds < 0:
         parser.error("--neighbour-rounds must be at least 0")
-    record = run(args.width, args.depth, args.runs, args.trace_seconds, "quick" if args.quick else "full",
-                 args.neighbour_rounds)
     stem = os.path.join(OUT, "speedup_spread" + ("_quick" if args.quick else ""))
-    os.makedirs(OUT, exist_ok=True)
-    write_text(stem + ".json", json.dumps(record, indent=1))
+    if args.report_only:
+        with open(stem + ".json") as f:
+            record = json.load(f)
+    else:
+        record = run(args.width, args.depth, args.runs, args.trace_seconds, "quick" if args.quick else "full",
+                     args.neighbour_rounds)
+        os.makedirs(OUT, exist_ok=True)
+        write_text(stem + ".json", json.dumps(record, indent=1))
     text = render(record)
     write_text(stem + ".md", text)
     plot(record, stem + ".png")

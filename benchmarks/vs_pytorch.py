@@ -566,13 +566,22 @@ def _method(record):
                    "1-minute load average before -> after the comparison, on a machine shared with training jobs.")
 
 
+def _when(record):
+    """When the rows were measured: one run, or (after `--only`) each group's own run."""
+    runs = {}
+    for r in record["results"]:
+        runs.setdefault(r["group"], r.get("run_date", record["date"]))
+    if set(runs.values()) == {record["date"]}:
+        return f"run {record['date']}, {record['seconds'] / 60:.0f} min"
+    return "groups from separate runs (`--only`): " + ", ".join(f"{group} run {date}" for group, date in runs.items())
+
+
 def render(record):
     machine = record["machine"]
     quick = " --quick" if record["mode"] == "quick" else ""
     lines = [f"# The zoo vs PyTorch (`benchmarks/vs_pytorch.py{quick}`)", "",
              f"{machine['cpu']}, {machine['cores']} cores; TensorFlow {machine['tensorflow']}, "
-             f"Keras {machine['keras']}, PyTorch {machine['torch']}; run {record['date']}, "
-             f"{record['seconds'] / 60:.0f} min.", "", _method(record), ""]
+             f"Keras {machine['keras']}, PyTorch {machine['torch']}; {_when(record)}.", "", _method(record), ""]
     titles = {"dense": "Dense networks (Adam, batch 256, 2 classes, T = 20)",
               "conv": "H&R 2017 MNIST conv network (SGD momentum, batch 128)",
               "pde": "R&H 2018 Fashion-MNIST parabolic CNN (SGD momentum)"}
@@ -685,6 +694,8 @@ def run(groups, mode):
         for spec in specs(groups, mode):
             results.append(compare(spec, mode, history))
             _progress(results[-1], time.perf_counter() - start)
+    for result in results:  # `--only` keeps other groups' rows: each row says which run measured it
+        result["run_date"] = record["date"]
     record["results"] = results
     record["seconds"] = time.perf_counter() - start
     return record

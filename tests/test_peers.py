@@ -132,3 +132,12 @@ def test_the_zoo_and_pytorch_take_turns_in_timed_rounds():
     assert calls[:4] == ["zoo", "zoo", "torch", "torch"]  # first call and warm-up, untimed
     assert calls[4:] == ["zoo", "zoo", "torch", "torch"] * 3
     assert out["zoo"]["steps"] == out[1]["steps"] == 6 and out["zoo"]["rounds"] == 3
+
+
+def test_a_merged_record_says_which_run_measured_each_group():
+    """After `--only`, the kept groups came from an earlier run: the header must not claim one run."""
+    record = {"date": "2026-01-02", "seconds": 120.0,
+              "results": [{"group": "dense", "run_date": "2026-01-01"}, {"group": "pde", "run_date": "2026-01-02"}]}
+    assert vs_pytorch._when(record) == "groups from separate runs (`--only`): dense run 2026-01-01, pde run 2026-01-02"
+    record["results"][0]["run_date"] = "2026-01-02"
+    assert vs_pytorch._when(record) == "run 2026-01-02, 2 min"

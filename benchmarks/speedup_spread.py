@@ -85,14 +85,21 @@ def _block(step, seconds):
     return float(np.median(times)), len(times)
 
 
-def trace(spec, seconds, block_s=BLOCK_S, warmup=5):
-    """Alternating blocks of the zoo step and PyTorch eager at each thread count: one row per cycle."""
+def warm_variants(spec, warmup):
+    """`{name: (step, torch threads)}`: the zoo step and PyTorch eager at each thread count of
+    `spec`, each called `warmup` times (the first call compiles)."""
     sides = vs_pytorch.setup(spec)
     variants = {"zoo": (sides.zoo_step, None)} | {f"torch_{t}": (sides.eager_step, t) for t in vs_pytorch.THREADS}
-    for step, threads in variants.values():  # first call (compile) and warm-up, untimed
+    for step, threads in variants.values():
         with vs_pytorch.torch_threads(threads):
             for _ in range(warmup):
                 step()
+    return variants
+
+
+def trace(spec, seconds, block_s=BLOCK_S, warmup=5):
+    """Alternating blocks of the zoo step and PyTorch eager at each thread count: one row per cycle."""
+    variants = warm_variants(spec, warmup)
     cycles, start = [], time.perf_counter()
     while time.perf_counter() - start < seconds:
         cycle = {"t_s": time.perf_counter() - start}
@@ -131,12 +138,7 @@ def neighbour(kind):
 def neighbours(spec, rounds=2, block_s=1.0, blocks=2, warmup=5):
     """Median ms of the zoo step and of PyTorch eager at each thread count under each neighbour,
     the neighbours taking turns for `rounds` rounds of `blocks` blocks per variant."""
-    sides = vs_pytorch.setup(spec)
-    variants = {"zoo": (sides.zoo_step, None)} | {f"torch_{t}": (sides.eager_step, t) for t in vs_pytorch.THREADS}
-    for step, threads in variants.values():
-        with vs_pytorch.torch_threads(threads):
-            for _ in range(warmup):
-                step()
+    variants = warm_variants(spec, warmup)
     samples = {kind: {name: [] for name in variants} for kind in NEIGHBOURS}
     for _ in range(rounds):
         for kind in NEIGHBOURS:

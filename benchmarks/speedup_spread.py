@@ -165,7 +165,7 @@ def _spread(values):
 def render(record):
     """Markdown: the repeats per network, the trace per network, and the verdict on 5x."""
     machine = record["machine"]
-    lines = [f"# Spread of the dense speed-ups nearest 5x (`benchmarks/speedup_spread.py`)", "",
+    lines = ["# Spread of the dense speed-ups nearest 5x (`benchmarks/speedup_spread.py`)", "",
              f"{machine['cpu']}, {machine['cores']} cores; TensorFlow {machine['tensorflow']}, PyTorch "
              f"{machine['torch']}; run {record['date']}, {record['seconds'] / 60:.0f} min. Speed-up: the faster "
              "PyTorch eager thread count's median step over the zoo's (> 1: the zoo is faster).", "",

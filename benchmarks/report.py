@@ -32,10 +32,11 @@ SECTIONS = (
      "The antisymmetric and Verlet networks at width 8 and N = 256, the dense rows nearest the 5x "
      "target, compared again and again, traced in alternating half-second blocks, and timed while "
      "another process keeps the second core busy (`benchmarks/speedup_spread.py`). The trace shows "
-     "the machine's slow phases, seconds long, in which the zoo's step slows more than PyTorch "
-     "eager's (its slowest / median columns), so that the speed-up of a short sample can fall below "
-     "5x while the median stays above it. Which shared resource the zoo's step loses in those "
-     "phases is not pinned down; the neighbour table measures two candidates."),
+     "how each side's step time moves over a minute of the shared machine (its slowest / median "
+     "columns) and how often a half-second sample falls under 5x. Runs of this script minutes apart "
+     "differ, because the machine's slow phases slow the zoo's step more than PyTorch eager's in most "
+     "runs; what the zoo's step loses in them is not pinned down, and the neighbour table measures "
+     "two candidates."),
     ("pointwise_xla", "PDE CNN: XLA on the element-wise part only",
      "The R&H parabolic CNN's training step with its convolutions in TensorFlow (oneDNN) and only "
      "the TV normalisation and ReLU between `K` and `K^T` compiled by XLA, against the step as "

@@ -76,13 +76,11 @@ def repeats(specs, runs, mode):
 
 
 def _block(step, seconds):
-    """Median ms of `step()` called for `seconds` (at least 3 calls), and the call count."""
-    times, start = [], time.perf_counter()
-    while len(times) < 3 or time.perf_counter() - start < seconds:
-        call = time.perf_counter()
-        step()
-        times.append(1e3 * (time.perf_counter() - call))
-    return float(np.median(times)), len(times)
+    """Median ms of `step()` timed for `seconds` (at least `MIN_REPEATS` calls, after one untimed
+    call: the first call after the other framework's turn is slow), and the timed call count."""
+    timing = vs_pytorch.time_calls(step, warmup=0, repeats=vs_pytorch.MIN_REPEATS, budget_s=seconds,
+                                   min_seconds=seconds)
+    return timing["median_ms"], timing["steps"]
 
 
 def warm_variants(spec, warmup):
